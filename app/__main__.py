@@ -1,0 +1,181 @@
+"""The `nightshift` command. Nothing runs at import; `main()` is the entry point."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import Any
+
+from app.settings import Settings, SettingsError, load_settings, require
+
+log = logging.getLogger("nightshift")
+
+
+class CommandError(Exception):
+    """A command cannot run; the message is one line for the operator."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nightshift",
+        description="Nightshift: hands labelled issues to coding agents, reviews, merges, reports.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the webhook server (and the workers, by default)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    serve.add_argument("--port", type=int, default=3000, help="port to listen on (3000)")
+    serve.add_argument(
+        "--no-workers",
+        action="store_true",
+        help="ingress only; `nightshift worker` processes do the work (PostgreSQL only)",
+    )
+
+    sub.add_parser("worker", help="run workflow workers only (PostgreSQL scale-out mode)")
+
+    audit = sub.add_parser("audit", help="print the audit log: every decision and action")
+    audit.add_argument("--json", action="store_true", help="one JSON object per line")
+    audit.add_argument("--limit", type=int, default=100, help="newest N entries (100)")
+    audit.add_argument("--delivery", help="only entries of this delivery GUID")
+
+    deliveries = sub.add_parser("deliveries", help="list stored deliveries and their status")
+    deliveries.add_argument("--json", action="store_true", help="one JSON object per line")
+    deliveries.add_argument("--limit", type=int, default=100, help="newest N deliveries (100)")
+    deliveries.add_argument(
+        "--status", choices=["queued", "done", "ignored", "failed"], help="only this status"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    try:
+        settings = load_settings()
+        if args.command == "serve":
+            return _serve(settings, args.host, args.port, workers=not args.no_workers)
+        if args.command == "worker":
+            return _worker(settings)
+        if args.command == "audit":
+            return _audit(settings, args.json, args.limit, args.delivery)
+        if args.command == "deliveries":
+            return _deliveries(settings, args.json, args.limit, args.status)
+    except (SettingsError, CommandError) as exc:
+        print(f"nightshift: error: {exc}", file=sys.stderr)
+        return 2
+    raise AssertionError(args.command)
+
+
+def _serve(settings: Settings, host: str, port: int, *, workers: bool) -> int:
+    import uvicorn
+
+    from app.core.rules import ROUTER
+    from app.engine.inbox import Inbox
+    from app.engine.runtime import Runtime
+    from app.web.app import create_app
+
+    require(settings, webhook_secret=True)
+    if not workers and not settings.is_postgres:
+        raise CommandError(
+            "--no-workers needs a postgresql:// NIGHTSHIFT_DATABASE_URL; "
+            "with SQLite one `serve` process runs the ingress and the workers"
+        )
+    _warn_about_credentials(settings)
+    runtime = Runtime(settings)
+    runtime.launch(workers=workers)
+    inbox = Inbox(runtime.store, on_stored=runtime.dispatch)
+    app = create_app(
+        secrets=settings.secrets(), inbox=inbox, router=ROUTER, metrics=runtime.metrics
+    )
+    log.info("listening on http://%s:%d/webhooks (workers: %s)", host, port, workers)
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    finally:
+        runtime.shutdown()
+    return 0
+
+
+def _worker(settings: Settings) -> int:
+    from app.engine.runtime import Runtime
+
+    if not settings.is_postgres:
+        raise CommandError(
+            "`nightshift worker` needs a postgresql:// NIGHTSHIFT_DATABASE_URL; "
+            "with SQLite run `nightshift serve`, which includes the workers"
+        )
+    _warn_about_credentials(settings)
+    runtime = Runtime(settings)
+    runtime.launch(workers=True)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    log.info("worker %s running", runtime.executor_id)
+    stop.wait()
+    runtime.shutdown()
+    return 0
+
+
+def _warn_about_credentials(settings: Settings) -> None:
+    if settings.dry_run:
+        log.warning("NIGHTSHIFT_DRY_RUN is on: actions are recorded in the audit log, not sent")
+    elif not settings.has_app_credentials:
+        log.warning(
+            "no GitHub App credentials (NIGHTSHIFT_APP_ID and NIGHTSHIFT_PRIVATE_KEY_PATH): "
+            "actions are recorded in the audit log, not sent"
+        )
+
+
+def _open_store(settings: Settings) -> Any:
+    from app.effects.store import Store
+
+    store = Store(settings.database_url)
+    store.migrate()
+    return store
+
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _audit(settings: Settings, as_json: bool, limit: int, delivery: str | None) -> int:
+    store = _open_store(settings)
+    for entry in store.audit_log(limit=limit, delivery_id=delivery):
+        if as_json:
+            print(json.dumps({**asdict(entry), "at": _when(entry.at)}))
+        else:
+            print(
+                f"{_when(entry.at)}  {entry.kind:<8}  {entry.repository or '-':<24}  "
+                f"{entry.what}  ({entry.why})"
+            )
+    return 0
+
+
+def _deliveries(settings: Settings, as_json: bool, limit: int, status: str | None) -> int:
+    store = _open_store(settings)
+    for row in store.list_deliveries(limit=limit, status=status):
+        if as_json:
+            print(json.dumps({**asdict(row), "received_at": _when(row.received_at),
+                              "finished_at": _when(row.finished_at)}))
+        else:
+            name = f"{row.event}.{row.action}" if row.action else row.event
+            print(
+                f"{_when(row.received_at)}  {row.id}  {row.status:<8}  {name:<28}  "
+                f"{row.repository or '-'}" + (f"  error: {row.error}" if row.error else "")
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""Actions: what the core decided should happen, as frozen data.
+
+Only the executor (app.effects.executor) turns an action into a request. Every action says
+why it exists (`reason`), which is what the audit log records next to it.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+
+class _Action(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    repo: str
+    reason: str
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+
+class AddLabels(_Action):
+    kind: Literal["add_labels"] = "add_labels"
+    number: int
+    labels: tuple[str, ...]
+
+    def describe(self) -> str:
+        return f"{self.repo}#{self.number}:+" + ",+".join(self.labels)
+
+
+class RemoveLabel(_Action):
+    kind: Literal["remove_label"] = "remove_label"
+    number: int
+    label: str
+
+    def describe(self) -> str:
+        return f"{self.repo}#{self.number}:-{self.label}"
+
+
+class Comment(_Action):
+    """A comment on an issue or pull request.
+
+    `key` identifies the comment across retries: the executor writes it as a hidden marker
+    so a step re-run after a crash finds the comment it already posted instead of posting
+    it twice.
+    """
+
+    kind: Literal["comment"] = "comment"
+    number: int
+    body: str
+    key: str
+
+    def describe(self) -> str:
+        first = self.body.strip().splitlines()[0] if self.body.strip() else ""
+        return f"{self.repo}#{self.number}:comment:{first}"
+
+
+Action = Annotated[AddLabels | RemoveLabel | Comment, Field(discriminator="kind")]
+ACTION_ADAPTER: TypeAdapter[Action] = TypeAdapter(Action)
+ACTIONS_ADAPTER: TypeAdapter[list[Action]] = TypeAdapter(list[Action])

@@ -1,0 +1,120 @@
+"""The parsed delivery: what arrived, from where, about what."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+
+class EnvelopeError(ValueError):
+    """The body is not a JSON object."""
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """One webhook delivery, routed on GitHub's event-name strings.
+
+    The payload stays a plain mapping: rules read the few fields they use through lenient
+    views (below), so an older or Enterprise Server payload that lacks newer fields does
+    not break a rule that never looks at them.
+    """
+
+    delivery_id: str
+    event: str
+    action: str | None
+    installation_id: int | None
+    repository: str | None
+    sender: str | None
+    payload: Mapping[str, Any] = field(repr=False)
+
+    @property
+    def name(self) -> str:
+        """`issues.labeled`, or the bare event name when there is no action."""
+        return f"{self.event}.{self.action}" if self.action else self.event
+
+    @classmethod
+    def parse(cls, delivery_id: str, event: str, body: bytes | Mapping[str, Any]) -> Envelope:
+        if isinstance(body, bytes | bytearray):
+            try:
+                payload = json.loads(body)
+            except ValueError as exc:
+                raise EnvelopeError(f"body is not valid JSON: {exc}") from None
+        else:
+            payload = body
+        if not isinstance(payload, Mapping):
+            raise EnvelopeError("body is not a JSON object")
+        action = payload.get("action")
+        installation = payload.get("installation")
+        repository = payload.get("repository")
+        sender = payload.get("sender")
+        return cls(
+            delivery_id=delivery_id,
+            event=event,
+            action=action if isinstance(action, str) else None,
+            installation_id=_int_field(installation, "id"),
+            repository=_str_field(repository, "full_name"),
+            sender=_str_field(sender, "login"),
+            payload=payload,
+        )
+
+
+def _int_field(obj: object, key: str) -> int | None:
+    value = obj.get(key) if isinstance(obj, Mapping) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _str_field(obj: object, key: str) -> str | None:
+    value = obj.get(key) if isinstance(obj, Mapping) else None
+    return value if isinstance(value, str) else None
+
+
+class _View(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class UserView(_View):
+    login: str
+    type: str = "User"
+
+
+class LabelView(_View):
+    name: str
+
+
+class IssueView(_View):
+    """The fields of an issue the rules use; everything else in the payload is ignored."""
+
+    number: int
+    title: str = ""
+    body: str | None = None
+    state: str = "open"
+    locked: bool = False
+    labels: tuple[LabelView, ...] = ()
+    assignees: tuple[UserView, ...] = ()
+    user: UserView | None = None
+    html_url: str = ""
+
+    @property
+    def label_names(self) -> frozenset[str]:
+        return frozenset(label.name for label in self.labels)
+
+
+class ViewError(ValueError):
+    """The payload lacks a field a rule needs."""
+
+
+V = TypeVar("V", bound=_View)
+
+
+def view(model: type[V], payload: Mapping[str, Any], key: str) -> V:
+    """Read `payload[key]` through a lenient view, or raise ViewError naming the field."""
+    try:
+        return model.model_validate(payload.get(key))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in (key, *first["loc"]))
+        raise ViewError(f"payload field {where}: {first['msg']}") from None

@@ -1,0 +1,103 @@
+"""The executor: runs each decided action through the GitHub port, and audits it.
+
+In dry-run (or with no App credentials) nothing is sent: the exact request is recorded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from app.core.actions import Action, Comment
+from app.effects.github import GitHubError, GitHubPort, GitHubRequest, marker, request_for
+from app.effects.store import AuditEntry, Store
+
+Outcome = Literal["sent", "recorded", "skipped", "failed"]
+
+NO_CREDENTIALS = "no GitHub App credentials are configured: recorded instead of sent"
+DRY_RUN = "dry-run: recorded instead of sent"
+
+
+@dataclass(frozen=True)
+class Context:
+    delivery_id: str
+    installation_id: int | None
+
+
+class Executor:
+    def __init__(self, store: Store, github: GitHubPort | None, *, dry_run: bool) -> None:
+        self.store = store
+        self.github = github
+        self.dry_run = dry_run
+
+    def execute(self, ctx: Context, action: Action) -> Outcome:
+        request = request_for(action)
+        entry = _entry_for(ctx, action, request)
+        if self.dry_run or self.github is None:
+            why = DRY_RUN if self.dry_run else NO_CREDENTIALS
+            self.store.record(entry(kind="dry-run", why=f"{action.reason} ({why})"))
+            return "recorded"
+        if ctx.installation_id is None:
+            self.store.record(entry(kind="error", why="the delivery names no installation"))
+            return "failed"
+        github = self.github
+        if isinstance(action, Comment) and self._already_posted(github, ctx, action):
+            self.store.record(entry(kind="skipped", why="already posted by an earlier attempt"))
+            return "skipped"
+        try:
+            response = github.send(ctx.installation_id, request)
+        except GitHubError as exc:
+            self.store.record(entry(kind="error", why=f"{action.reason}: GitHub answered {exc}"))
+            return "failed"
+        if isinstance(action, Comment):
+            self.store.finish_effect(action.key)
+        self.store.record(entry(kind="action", why=action.reason, status=response.status))
+        return "sent"
+
+    def _already_posted(self, github: GitHubPort, ctx: Context, action: Comment) -> bool:
+        """True when an earlier attempt of this step posted the comment (a crash in between).
+
+        The first attempt claims the key and posts; only a re-run finds the key claimed and
+        looks for the hidden marker among the comments before posting again.
+        """
+        if self.store.begin_effect(action.key):
+            return False
+        if self.store.effect_finished(action.key):
+            return True
+        assert ctx.installation_id is not None
+        wanted = marker(action.key)
+        page = 1
+        while True:
+            response = github.send(
+                ctx.installation_id,
+                GitHubRequest(
+                    "GET",
+                    f"/repos/{action.repo}/issues/{action.number}/comments",
+                    params={"per_page": 100, "page": page},
+                ),
+            )
+            comments = response.data if isinstance(response.data, list) else []
+            if any(wanted in str(c.get("body", "")) for c in comments if isinstance(c, dict)):
+                self.store.finish_effect(action.key)
+                return True
+            if len(comments) < 100:
+                return False
+            page += 1
+
+
+def _entry_for(ctx: Context, action: Action, request: GitHubRequest) -> Callable[..., AuditEntry]:
+    def build(kind: str, why: str, status: int | None = None) -> AuditEntry:
+        detail: dict[str, object] = {"request": request.as_dict(), "action": action.kind}
+        if status is not None:
+            detail["status"] = status
+        return AuditEntry(
+            kind=kind,
+            what=action.describe(),
+            why=why,
+            delivery_id=ctx.delivery_id,
+            repository=action.repo,
+            detail=detail,
+        )
+
+    return build

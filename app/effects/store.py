@@ -1,0 +1,357 @@
+"""The state store: deliveries, audit log, effect keys, workers, pauses (SQLite or PostgreSQL)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy.dialects import postgresql, sqlite
+
+from app.effects.tables import audit, deliveries, effects, pauses, redeliveries, workers
+
+Clock = Callable[[], float]
+MIGRATIONS = Path(__file__).parent / "migrations"
+ALL_REPOSITORIES = "*"
+
+
+def sqlalchemy_url(database_url: str) -> str:
+    """Nightshift's DATABASE_URL as SQLAlchemy wants it (psycopg 3 for PostgreSQL)."""
+    if database_url.startswith("postgresql://"):
+        return "postgresql+psycopg://" + database_url.removeprefix("postgresql://")
+    return database_url
+
+
+@dataclass(frozen=True)
+class NewDelivery:
+    id: str
+    event: str
+    action: str | None
+    repository: str | None
+    installation_id: int | None
+    body: bytes
+    status: str = "queued"  # or "ignored" when no rule listens to it
+
+
+@dataclass(frozen=True)
+class DeliveryRow:
+    id: str
+    event: str
+    action: str | None
+    repository: str | None
+    installation_id: int | None
+    received_at: float
+    status: str
+    finished_at: float | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    kind: str
+    what: str
+    why: str
+    delivery_id: str | None = None
+    repository: str | None = None
+    detail: dict[str, Any] | None = None
+    at: float | None = None
+
+
+class Store:
+    """Synchronous store; the ingress calls it from a writer thread, workflows from steps."""
+
+    def __init__(self, database_url: str, *, clock: Clock = time.time) -> None:
+        self.url = sqlalchemy_url(database_url)
+        self.clock = clock
+        self.is_sqlite = self.url.startswith("sqlite")
+        kwargs: dict[str, Any] = {}
+        if self.is_sqlite:
+            kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
+        else:
+            kwargs.update(pool_size=5, max_overflow=5, pool_pre_ping=True)
+        self.engine = sa.create_engine(self.url, **kwargs)
+        if self.is_sqlite:
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest migration (idempotent; safe from several processes)."""
+        config = AlembicConfig()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        with self.engine.begin() as connection:
+            if not self.is_sqlite:
+                # serialize concurrent start-ups on PostgreSQL
+                connection.execute(sa.text("SELECT pg_advisory_xact_lock(727270001)"))
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # deliveries -----------------------------------------------------------------------------
+
+    def insert_deliveries(self, batch: Sequence[NewDelivery]) -> set[str]:
+        """Store a batch in one transaction; return the ids that were new (the rest are dupes)."""
+        if not batch:
+            return set()
+        now = self.clock()
+        rows = {
+            item.id: {
+                "id": item.id,
+                "event": item.event,
+                "action": item.action,
+                "repository": item.repository,
+                "installation_id": item.installation_id,
+                "received_at": now,
+                "body": item.body,
+                "status": item.status,
+            }
+            for item in batch
+        }
+        dialect = sqlite if self.is_sqlite else postgresql
+        statement = (
+            dialect.insert(deliveries)
+            .on_conflict_do_nothing(index_elements=["id"])
+            .returning(deliveries.c.id)
+        )
+        with self.engine.begin() as connection:
+            inserted = connection.execute(statement, list(rows.values())).scalars().all()
+        return set(inserted)
+
+    def delivery(self, delivery_id: str) -> tuple[DeliveryRow, bytes] | None:
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                sa.select(deliveries).where(deliveries.c.id == delivery_id)
+            ).one_or_none()
+        if row is None:
+            return None
+        return _delivery_row(row._mapping), bytes(row.body)
+
+    def finish_delivery(self, delivery_id: str, status: str, error: str | None = None) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(
+                sa.update(deliveries)
+                .where(deliveries.c.id == delivery_id)
+                .values(status=status, finished_at=self.clock(), error=error)
+            )
+
+    def queued_deliveries(self, received_before: float, limit: int = 500) -> list[str]:
+        with self.engine.connect() as connection:
+            return list(
+                connection.execute(
+                    sa.select(deliveries.c.id)
+                    .where(deliveries.c.status == "queued")
+                    .where(deliveries.c.received_at < received_before)
+                    .order_by(deliveries.c.received_at)
+                    .limit(limit)
+                ).scalars()
+            )
+
+    def list_deliveries(self, limit: int = 100, status: str | None = None) -> list[DeliveryRow]:
+        query = sa.select(*[c for c in deliveries.c if c.name != "body"])
+        if status is not None:
+            query = query.where(deliveries.c.status == status)
+        query = query.order_by(deliveries.c.received_at.desc()).limit(limit)
+        with self.engine.connect() as connection:
+            return [_delivery_row(row._mapping) for row in connection.execute(query)]
+
+    def known_guids(self, guids: Iterable[str]) -> set[str]:
+        wanted = list(set(guids))
+        found: set[str] = set()
+        with self.engine.connect() as connection:
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                found.update(
+                    connection.execute(
+                        sa.select(deliveries.c.id).where(deliveries.c.id.in_(chunk))
+                    ).scalars()
+                )
+        return found
+
+    def delivery_counts(self) -> list[tuple[str, str, int]]:
+        """(event, status, count) over all stored deliveries, for /metrics."""
+        query = sa.select(deliveries.c.event, deliveries.c.status, sa.func.count()).group_by(
+            deliveries.c.event, deliveries.c.status
+        )
+        with self.engine.connect() as connection:
+            return [(str(e), str(s), int(n)) for e, s, n in connection.execute(query)]
+
+    # audit ----------------------------------------------------------------------------------
+
+    def record(self, *entries: AuditEntry) -> None:
+        if not entries:
+            return
+        now = self.clock()
+        with self.engine.begin() as connection:
+            connection.execute(
+                sa.insert(audit),
+                [
+                    {
+                        "at": entry.at if entry.at is not None else now,
+                        "delivery_id": entry.delivery_id,
+                        "repository": entry.repository,
+                        "kind": entry.kind,
+                        "what": entry.what,
+                        "why": entry.why,
+                        "detail": entry.detail,
+                    }
+                    for entry in entries
+                ],
+            )
+
+    def audit_log(
+        self, limit: int = 100, delivery_id: str | None = None
+    ) -> list[AuditEntry]:
+        query = sa.select(audit)
+        if delivery_id is not None:
+            query = query.where(audit.c.delivery_id == delivery_id)
+        query = query.order_by(audit.c.id.desc()).limit(limit)
+        with self.engine.connect() as connection:
+            rows = list(connection.execute(query))
+        return [
+            AuditEntry(
+                kind=row.kind,
+                what=row.what,
+                why=row.why,
+                delivery_id=row.delivery_id,
+                repository=row.repository,
+                detail=row.detail,
+                at=row.at,
+            )
+            for row in reversed(rows)
+        ]
+
+    # effect keys: at-most-once intent for effects that are not idempotent by nature -------
+
+    def begin_effect(self, key: str) -> bool:
+        """Claim `key`; False when an earlier (crashed or finished) attempt already claimed it."""
+        dialect = sqlite if self.is_sqlite else postgresql
+        statement = (
+            dialect.insert(effects)
+            .values(key=key, started_at=self.clock())
+            .on_conflict_do_nothing(index_elements=["key"])
+            .returning(effects.c.key)
+        )
+        with self.engine.begin() as connection:
+            return connection.execute(statement).first() is not None
+
+    def finish_effect(self, key: str) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(
+                sa.update(effects).where(effects.c.key == key).values(finished_at=self.clock())
+            )
+
+    def effect_finished(self, key: str) -> bool:
+        with self.engine.connect() as connection:
+            value = connection.execute(
+                sa.select(effects.c.finished_at).where(effects.c.key == key)
+            ).scalar_one_or_none()
+        return value is not None
+
+    # redeliveries ---------------------------------------------------------------------------
+
+    def redelivered_guids(self, guids: Iterable[str]) -> set[str]:
+        wanted = list(set(guids))
+        if not wanted:
+            return set()
+        with self.engine.connect() as connection:
+            return set(
+                connection.execute(
+                    sa.select(redeliveries.c.guid).where(redeliveries.c.guid.in_(wanted))
+                ).scalars()
+            )
+
+    def mark_redelivery(self, guid: str, hook_delivery_id: int) -> bool:
+        """Record a redelivery request; False when another process already made it."""
+        dialect = sqlite if self.is_sqlite else postgresql
+        statement = (
+            dialect.insert(redeliveries)
+            .values(guid=guid, hook_delivery_id=hook_delivery_id, requested_at=self.clock())
+            .on_conflict_do_nothing(index_elements=["guid"])
+            .returning(redeliveries.c.guid)
+        )
+        with self.engine.begin() as connection:
+            return connection.execute(statement).first() is not None
+
+    def forget_redelivery(self, guid: str) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(sa.delete(redeliveries).where(redeliveries.c.guid == guid))
+
+    # workers --------------------------------------------------------------------------------
+
+    def touch_worker(self, executor_id: str) -> None:
+        dialect = sqlite if self.is_sqlite else postgresql
+        now = self.clock()
+        statement = dialect.insert(workers).values(executor_id=executor_id, last_seen=now)
+        statement = statement.on_conflict_do_update(
+            index_elements=["executor_id"], set_={"last_seen": now, "recovered_by": None}
+        )
+        with self.engine.begin() as connection:
+            connection.execute(statement)
+
+    def claim_dead_workers(self, claimant: str, silent_for: float) -> list[str]:
+        """Workers silent longer than `silent_for` that nobody recovered yet, now claimed."""
+        cutoff = self.clock() - silent_for
+        claimed: list[str] = []
+        with self.engine.begin() as connection:
+            candidates = connection.execute(
+                sa.select(workers.c.executor_id)
+                .where(workers.c.last_seen < cutoff)
+                .where(workers.c.recovered_by.is_(None))
+                .where(workers.c.executor_id != claimant)
+            ).scalars()
+            for executor_id in list(candidates):
+                # compare-and-set: only one live worker wins each dead one
+                result = connection.execute(
+                    sa.update(workers)
+                    .where(workers.c.executor_id == executor_id)
+                    .where(workers.c.recovered_by.is_(None))
+                    .where(workers.c.last_seen < cutoff)
+                    .values(recovered_by=claimant)
+                )
+                if result.rowcount == 1:
+                    claimed.append(executor_id)
+        return claimed
+
+    def forget_worker(self, executor_id: str) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(sa.delete(workers).where(workers.c.executor_id == executor_id))
+
+    # pauses (the kill switch) ---------------------------------------------------------------
+
+    def is_paused(self, repository: str | None) -> bool:
+        names = [ALL_REPOSITORIES] + ([repository] if repository else [])
+        with self.engine.connect() as connection:
+            return (
+                connection.execute(
+                    sa.select(pauses.c.repository).where(pauses.c.repository.in_(names))
+                ).first()
+                is not None
+            )
+
+
+def _delivery_row(row: Any) -> DeliveryRow:
+    return DeliveryRow(
+        id=row["id"],
+        event=row["event"],
+        action=row["action"],
+        repository=row["repository"],
+        installation_id=row["installation_id"],
+        received_at=row["received_at"],
+        status=row["status"],
+        finished_at=row["finished_at"],
+        error=row["error"],
+    )
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    # FULL: an acknowledged delivery survives power loss too, not only a killed process
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()

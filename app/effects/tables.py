@@ -1,0 +1,74 @@
+"""The state store's tables (SQLAlchemy Core); migrations live in ./migrations."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+# One row per webhook delivery GitHub sent, keyed by its X-GitHub-Delivery GUID.
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("event", sa.String(64), nullable=False),
+    sa.Column("action", sa.String(64), nullable=True),
+    sa.Column("repository", sa.String(256), nullable=True),
+    sa.Column("installation_id", sa.BigInteger, nullable=True),
+    sa.Column("received_at", sa.Float, nullable=False),
+    sa.Column("body", sa.LargeBinary, nullable=False),
+    # queued | done | ignored | failed
+    sa.Column("status", sa.String(16), nullable=False, index=True),
+    sa.Column("finished_at", sa.Float, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+)
+
+# Every decision and every action (or dry-run record), with its reason.
+audit = sa.Table(
+    "audit",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("delivery_id", sa.String(64), nullable=True, index=True),
+    sa.Column("repository", sa.String(256), nullable=True),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("what", sa.Text, nullable=False),
+    sa.Column("why", sa.Text, nullable=False),
+    sa.Column("detail", sa.JSON, nullable=True),
+)
+
+# Side effects that are not idempotent by nature, keyed so a re-run step can tell.
+effects = sa.Table(
+    "effects",
+    metadata,
+    sa.Column("key", sa.String(300), primary_key=True),
+    sa.Column("started_at", sa.Float, nullable=False),
+    sa.Column("finished_at", sa.Float, nullable=True),
+)
+
+# Failed deliveries we asked GitHub to redeliver, so each is asked for once.
+redeliveries = sa.Table(
+    "redeliveries",
+    metadata,
+    sa.Column("guid", sa.String(64), primary_key=True),
+    sa.Column("hook_delivery_id", sa.BigInteger, nullable=False),
+    sa.Column("requested_at", sa.Float, nullable=False),
+)
+
+# Worker processes and when they were last alive, to recover the work of dead ones.
+workers = sa.Table(
+    "workers",
+    metadata,
+    sa.Column("executor_id", sa.String(128), primary_key=True),
+    sa.Column("last_seen", sa.Float, nullable=False),
+    sa.Column("recovered_by", sa.String(128), nullable=True),
+)
+
+# Repositories (or "*" for all) where automatic action is paused: the kill switch.
+pauses = sa.Table(
+    "pauses",
+    metadata,
+    sa.Column("repository", sa.String(256), primary_key=True),
+    sa.Column("since", sa.Float, nullable=False),
+    sa.Column("by", sa.String(128), nullable=False),
+)

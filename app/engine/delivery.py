@@ -1,0 +1,107 @@
+"""One durable workflow per delivery: decide once, then carry out each action as a step.
+
+The workflow id is the delivery GUID, so a second start of the same delivery returns the
+first result instead of running again. Each step's result is checkpointed: after a crash
+the workflow resumes at the first step that did not finish, and completed side effects are
+not repeated.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from dbos import DBOS, DBOSConfiguredInstance
+
+from app.core.actions import ACTION_ADAPTER, ACTIONS_ADAPTER
+from app.core.config import DEFAULT_CONFIG
+from app.core.envelope import Envelope, EnvelopeError
+from app.core.rules import decide
+from app.core.state import RepoState
+from app.effects.executor import Context, Executor
+from app.effects.store import AuditEntry, Store
+from app.metrics import Metrics
+
+DELIVERY_QUEUE = "nightshift-deliveries"
+
+
+@DBOS.dbos_class()
+class DeliveryEngine(DBOSConfiguredInstance):
+    def __init__(self, store: Store, executor: Executor, metrics: Metrics) -> None:
+        self.store = store
+        self.executor = executor
+        self.metrics = metrics
+        super().__init__(config_name="deliveries")
+
+    @DBOS.workflow(name="nightshift.delivery")
+    def handle(self, delivery_id: str) -> str:
+        started = time.monotonic()
+        plan = self.plan(delivery_id)
+        status = str(plan["status"])
+        if status == "handled":
+            failed = bool(plan["failures"])
+            for index, action in enumerate(plan["actions"]):
+                outcome = self.execute(delivery_id, plan["installation_id"], index, action)
+                failed = failed or outcome == "failed"
+            status = "failed" if failed else "done"
+        self.finish(delivery_id, status, plan.get("error"))
+        self.metrics.handling_seconds.labels(plan.get("event", "unknown")).observe(
+            time.monotonic() - started
+        )
+        return status
+
+    @DBOS.step(name="nightshift.delivery.plan")
+    def plan(self, delivery_id: str) -> dict[str, Any]:
+        """Load the delivery and decide; the decision is checkpointed as this step's result."""
+        loaded = self.store.delivery(delivery_id)
+        if loaded is None:
+            return {"status": "failed", "error": "delivery not found in the store"}
+        row, body = loaded
+        try:
+            env = Envelope.parse(delivery_id, row.event, body)
+        except EnvelopeError as exc:
+            return {"status": "failed", "event": row.event, "error": str(exc)}
+        state = RepoState(paused=self.store.is_paused(env.repository))
+        decision = decide(env, state, DEFAULT_CONFIG)
+        if not decision.handled:
+            self.store.record(
+                AuditEntry(kind="decision", what=env.name, why=f"no rule handles {env.name}",
+                           delivery_id=delivery_id, repository=env.repository)
+            )
+            return {"status": "ignored", "event": env.event}
+        entries = [
+            AuditEntry(
+                kind="decision",
+                what=f"{env.name}: {len(decision.actions)} action(s)",
+                why="paused: no automatic action" if state.paused
+                else "rules: " + ", ".join(decision.rules),
+                delivery_id=delivery_id,
+                repository=env.repository,
+                detail={"actions": [a.describe() for a in decision.actions]},
+            )
+        ]
+        entries += [
+            AuditEntry(kind="error", what=f"rule {f.rule}", why=f.error,
+                       delivery_id=delivery_id, repository=env.repository)
+            for f in decision.failures
+        ]
+        self.store.record(*entries)
+        return {
+            "status": "handled",
+            "event": env.event,
+            "installation_id": env.installation_id,
+            "actions": ACTIONS_ADAPTER.dump_python(list(decision.actions), mode="json"),
+            "failures": [f.rule for f in decision.failures],
+            "error": "; ".join(f"{f.rule}: {f.error}" for f in decision.failures) or None,
+        }
+
+    @DBOS.step(name="nightshift.delivery.execute")
+    def execute(
+        self, delivery_id: str, installation_id: int | None, index: int, action: dict[str, Any]
+    ) -> str:
+        parsed = ACTION_ADAPTER.validate_python(action)
+        return self.executor.execute(Context(delivery_id, installation_id), parsed)
+
+    @DBOS.step(name="nightshift.delivery.finish")
+    def finish(self, delivery_id: str, status: str, error: str | None) -> None:
+        self.store.finish_delivery(delivery_id, status, error)

@@ -1,0 +1,102 @@
+"""The durable inbox: deliveries are committed in groups before they are acknowledged.
+
+Every verified delivery waits for a commit before its 2xx. Deliveries that arrive while a
+commit is running share the next one (group commit), so the database sees one transaction
+per burst instead of one per request, and a process killed right after a 2xx still has
+every acknowledged delivery on restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from app.effects.store import NewDelivery, Store
+
+MAX_BATCH = 256
+
+
+@dataclass
+class _Pending:
+    item: NewDelivery
+    future: asyncio.Future[bool]
+    loop: asyncio.AbstractEventLoop
+
+
+class Inbox:
+    """`await inbox.put(delivery)` returns True when stored now, False for a duplicate GUID."""
+
+    def __init__(
+        self, store: Store, on_stored: Callable[[Sequence[NewDelivery]], None] | None = None
+    ) -> None:
+        self.store = store
+        self.on_stored = on_stored
+        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="nightshift-inbox", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    async def put(self, item: NewDelivery) -> bool:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bool] = loop.create_future()
+        self._queue.put(_Pending(item, future, loop))
+        return await future
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            stopping = False
+            while len(batch) < MAX_BATCH:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stopping = True
+                    break
+                batch.append(more)
+            self._commit(batch)
+            if stopping:
+                return
+
+    def _commit(self, batch: list[_Pending]) -> None:
+        try:
+            inserted = self.store.insert_deliveries([p.item for p in batch])
+        except Exception as exc:  # the database is down: every waiter gets the error
+            for pending in batch:
+                pending.loop.call_soon_threadsafe(_fail, pending.future, exc)
+            return
+        fresh: list[NewDelivery] = []
+        for pending in batch:
+            new = pending.item.id in inserted
+            if new:
+                inserted.discard(pending.item.id)  # a repeat within the batch is a duplicate
+                fresh.append(pending.item)
+            pending.loop.call_soon_threadsafe(_succeed, pending.future, new)
+        if fresh and self.on_stored is not None:
+            self.on_stored(fresh)
+
+
+def _succeed(future: asyncio.Future[bool], value: bool) -> None:
+    if not future.done():
+        future.set_result(value)
+
+
+def _fail(future: asyncio.Future[bool], exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)

@@ -1,0 +1,200 @@
+"""Wiring: the store, GitHub, the executor and the DBOS engine, built once per process.
+
+Roles: `serve` runs the ingress and (unless --no-workers) the workers; `worker` runs only
+workers. Workers dequeue delivery workflows, sweep the inbox for deliveries that were
+stored but never enqueued (an ingress that died in between), recover the workflows of
+workers that died and never came back (PostgreSQL), and reconcile missed deliveries.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from dbos import DBOS, SetWorkflowID
+
+from app import __version__
+from app.effects.executor import Executor
+from app.effects.github import GitHubApp, GitHubPort
+from app.effects.store import NewDelivery, Store
+from app.engine.delivery import DELIVERY_QUEUE, DeliveryEngine
+from app.engine.reconciler import reconcile
+from app.metrics import Metrics
+from app.settings import Settings
+
+log = logging.getLogger("nightshift")
+
+SWEEP_INTERVAL = 15.0
+SWEEP_GRACE = 10.0  # an ingress enqueues right after its commit; give it this long
+HEARTBEAT_INTERVAL = 10.0
+
+
+def engine_database_url(database_url: str) -> str:
+    """The DBOS system database: the same PostgreSQL database (schema `dbos`), or for SQLite
+    a sibling file, so the engine's writes never wait on the inbox's group commits."""
+    if not database_url.startswith("sqlite:///"):
+        return database_url
+    path = Path(database_url.removeprefix("sqlite:///"))
+    stem = path.name.removesuffix(".db")
+    return f"sqlite:///{path.with_name(stem + '.engine.db')}"
+
+
+def default_executor_id(settings: Settings) -> str:
+    if settings.executor_id:
+        return settings.executor_id
+    if not settings.is_postgres:
+        return "local"  # one process: DBOS recovers its own pending workflows on restart
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+class Runtime:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        github: GitHubPort | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.store = Store(settings.database_url, clock=clock)
+        self.metrics = Metrics(self.store)
+        if github is None and settings.has_app_credentials:
+            assert settings.app_id is not None
+            github = GitHubApp(
+                settings.app_id,
+                settings.app_private_key(),
+                settings.github_api_url,
+                write_interval=settings.write_interval_seconds,
+            )
+        self.github = github
+        self.executor = Executor(self.store, github, dry_run=settings.dry_run)
+        self.engine = DeliveryEngine(self.store, self.executor, self.metrics)
+        self.executor_id = default_executor_id(settings)
+        self.workers = False
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._dispatch_queue: queue.SimpleQueue[Sequence[NewDelivery] | None] = queue.SimpleQueue()
+
+    # lifecycle ------------------------------------------------------------------------------
+
+    def launch(self, *, workers: bool) -> None:
+        self.store.migrate()
+        self.workers = workers
+        DBOS(
+            config={
+                "name": "nightshift",
+                "system_database_url": engine_database_url(self.settings.database_url),
+                "application_version": __version__,
+                "executor_id": self.executor_id,
+                "log_level": "WARNING",
+            }
+        )
+        if not workers:
+            DBOS.listen_queues([])  # enqueue only; worker processes dequeue
+        DBOS.launch()
+        self.queue = DBOS.register_queue(
+            DELIVERY_QUEUE,
+            worker_concurrency=self.settings.worker_concurrency,
+            polling_interval_sec=0.2,
+        )
+        dispatcher = threading.Thread(target=self._dispatch_loop, name="nightshift-dispatch",
+                                      daemon=True)
+        dispatcher.start()
+        self._threads.append(dispatcher)
+        if workers:
+            self.store.touch_worker(self.executor_id)
+            self._spawn("sweeper", SWEEP_INTERVAL, self.sweep, first_run=True)
+            if self.settings.is_postgres:
+                self._spawn("heartbeat", HEARTBEAT_INTERVAL, self.heartbeat)
+            if self.github is not None and not self.settings.dry_run:
+                self._spawn(
+                    "reconciler", self.settings.reconcile_interval_seconds, self.reconcile,
+                    first_run=True,
+                )
+
+    def shutdown(self) -> None:
+        self._stop.set()
+        self._dispatch_queue.put(None)
+        for thread in self._threads:
+            thread.join(timeout=5)
+        DBOS.destroy(workflow_completion_timeout_sec=5)
+        self.store.dispose()
+
+    def _spawn(
+        self, name: str, interval: float, job: Callable[[], object], *, first_run: bool = False
+    ) -> None:
+        def loop() -> None:
+            if not first_run and self._stop.wait(interval):
+                return
+            while True:
+                try:
+                    job()
+                except Exception:
+                    log.exception("background job %s failed; it runs again in %ss", name, interval)
+                if self._stop.wait(interval):
+                    return
+
+        thread = threading.Thread(target=loop, name=f"nightshift-{name}", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    # work -----------------------------------------------------------------------------------
+
+    def dispatch(self, deliveries: Sequence[NewDelivery]) -> None:
+        """Hand stored deliveries to the engine without holding up the inbox's next commit."""
+        self._dispatch_queue.put(deliveries)
+
+    def _dispatch_loop(self) -> None:
+        while (batch := self._dispatch_queue.get()) is not None:
+            try:
+                self.enqueue(batch)
+            except Exception:  # the sweeper starts what could not be enqueued here
+                log.exception("could not enqueue %d deliveries; the sweeper retries", len(batch))
+
+    def enqueue(self, deliveries: Sequence[NewDelivery]) -> None:
+        """Start the workflow of each stored delivery (idempotent: the GUID is the id)."""
+        for delivery in deliveries:
+            if delivery.status != "queued":
+                continue
+            with SetWorkflowID(delivery.id):
+                self.queue.enqueue(self.engine.handle, delivery.id)
+
+    def sweep(self, grace: float = SWEEP_GRACE) -> int:
+        """Enqueue deliveries that were stored but whose workflow was never started."""
+        started = 0
+        for delivery_id in self.store.queued_deliveries(received_before=self.clock() - grace):
+            if DBOS.get_workflow_status(delivery_id) is None:
+                with SetWorkflowID(delivery_id):
+                    self.queue.enqueue(self.engine.handle, delivery_id)
+                started += 1
+        return started
+
+    def heartbeat(self) -> None:
+        """Say this worker is alive; recover the pending workflows of workers that are not.
+
+        On PostgreSQL a dead worker's workflows stay PENDING under its executor id until a
+        process with that id restarts, which may be never (a rescheduled pod gets a new
+        id). The first live worker to claim a silent one re-enqueues its work.
+        """
+        self.store.touch_worker(self.executor_id)
+        for dead in self.store.claim_dead_workers(self.executor_id, self.settings.dead_worker_seconds):
+            handles = DBOS._recover_pending_workflows([dead])
+            log.warning("recovered %d workflow(s) of dead worker %s", len(handles), dead)
+            self.store.forget_worker(dead)
+
+    def reconcile(self) -> None:
+        assert self.github is not None
+        result = reconcile(self.github, self.store, self.clock())
+        if result.redelivered or result.failed:
+            log.info(
+                "reconciler: %d redelivered, %d failed of %d examined",
+                len(result.redelivered), len(result.failed), result.examined,
+            )
