@@ -1,0 +1,60 @@
+"""Small helpers shared by the tests: real payloads, signed as GitHub signs them."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+from githubkit.webhooks import sign
+
+PAYLOADS = Path(__file__).parent / "payloads"
+
+
+def payload(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((PAYLOADS / f"{name}.json").read_text())
+    return data
+
+
+def body_of(data: dict[str, Any] | bytes) -> bytes:
+    return data if isinstance(data, bytes) else json.dumps(data).encode()
+
+
+def signed_headers(
+    body: bytes, secret: str, event: str, delivery: str | None = None
+) -> dict[str, str]:
+    return {
+        "content-type": "application/json",
+        "x-github-event": event,
+        "x-github-delivery": delivery or str(uuid.uuid4()),
+        "x-hub-signature-256": sign(secret, body),
+    }
+
+
+def labeled_issue(
+    *,
+    number: int = 1,
+    repo: str = "octo/repo",
+    label: str = "autonomous",
+    body: str | None = "## Acceptance criteria\n- [ ] it works",
+    state: str = "open",
+    installation: int = 77,
+    **issue: Any,
+) -> dict[str, Any]:
+    """A real `issues.labeled` payload with the fields a scenario needs changed."""
+    data = payload("issues.labeled")
+    data["label"] = {**data["label"], "name": label}
+    data["issue"] = {
+        **data["issue"],
+        "number": number,
+        "body": body,
+        "state": state,
+        "labels": [{**data["label"], "name": label}],
+        "assignees": [],
+        "assignee": None,
+        **issue,
+    }
+    data["repository"] = {**data["repository"], "full_name": repo}
+    data["installation"] = {"id": installation, "node_id": "MDIzOkludGVncmF0aW9uSW5zdGFsbGF0aW9uNzc="}
+    return data

@@ -1,0 +1,244 @@
+"""The webhook ingress, through a real ASGI client: every status code, one case each."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+
+import httpx
+import pytest
+from githubkit.webhooks import sign
+
+from app.core.rules import ROUTER
+from app.effects.store import NewDelivery, Store
+from app.engine.inbox import Inbox
+from app.metrics import Metrics
+from app.web.app import create_app
+from app.web.ingress import signature_matches
+from tests.conftest import SECRET
+from tests.helpers import PAYLOADS, body_of, labeled_issue, payload, signed_headers
+
+URL = "http://nightshift.test/webhooks"
+
+
+class Harness:
+    def __init__(self, client: httpx.AsyncClient, store: Store, dispatched: list[str]) -> None:
+        self.client = client
+        self.store = store
+        self.dispatched = dispatched
+
+    async def post(
+        self, body: bytes, event: str = "issues", delivery: str | None = None,
+        secret: str = SECRET, **headers: str,
+    ) -> httpx.Response:
+        sent = {**signed_headers(body, secret, event, delivery), **headers}
+        return await self.client.post(URL, content=body, headers=sent)
+
+
+async def _harness(store: Store, secrets: Sequence[str]) -> AsyncIterator[Harness]:
+    dispatched: list[str] = []
+
+    def on_stored(items: Sequence[NewDelivery]) -> None:
+        dispatched.extend(item.id for item in items)
+
+    inbox = Inbox(store, on_stored=on_stored)
+    app = create_app(secrets=[s.encode() for s in secrets], inbox=inbox, router=ROUTER,
+                     metrics=Metrics(store))
+    inbox.start()
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app)) as client:
+            yield Harness(client, store, dispatched)
+    finally:
+        inbox.stop()
+
+
+@pytest.fixture
+async def ingress(store: Store) -> AsyncIterator[Harness]:
+    async for harness in _harness(store, [SECRET]):
+        yield harness
+
+
+LABELED = body_of(labeled_issue())
+
+
+async def test_stores_a_verified_delivery_then_answers_202(ingress: Harness) -> None:
+    response = await ingress.post(LABELED, delivery="d-202")
+    assert response.status_code == 202
+    assert response.json() == {"delivery": "d-202", "status": "queued"}
+    stored = ingress.store.delivery("d-202")
+    assert stored is not None
+    row, body = stored
+    assert (row.event, row.action, row.repository, row.status) == (
+        "issues", "labeled", "octo/repo", "queued")
+    assert body == LABELED  # the raw bytes, exactly as signed
+    assert ingress.dispatched == ["d-202"]
+
+
+async def test_a_real_payload_without_installation_is_stored(ingress: Harness) -> None:
+    raw = (PAYLOADS / "issues.labeled.json").read_bytes()
+    response = await ingress.post(raw, delivery="real")
+    assert response.status_code == 202
+    stored = ingress.store.delivery("real")
+    assert stored is not None
+    assert stored[0].installation_id is None
+
+
+async def test_ping_is_answered_200(ingress: Harness) -> None:
+    response = await ingress.post(body_of(payload("ping")), event="ping")
+    assert response.status_code == 200
+    assert response.json()["status"] == "pong"
+
+
+@pytest.mark.parametrize(
+    ("event", "data"),
+    [
+        pytest.param("deployment_status", {"action": "created"}, id="unknown-event"),
+        pytest.param("issues", {"action": "transferred"}, id="unknown-action"),
+        pytest.param("issues", {"action": "labeled", "issue": "not an object"}, id="odd-shape"),
+    ],
+)
+async def test_unknown_events_and_actions_are_stored_as_ignored(
+    ingress: Harness, event: str, data: dict[str, object]
+) -> None:
+    response = await ingress.post(body_of(data), event=event, delivery=f"x-{event}")
+    assert response.status_code in (200, 202)
+    stored = ingress.store.delivery(f"x-{event}")
+    assert stored is not None
+
+
+async def test_unknown_event_is_ignored_not_processed(ingress: Harness) -> None:
+    response = await ingress.post(body_of({"action": "created"}), event="deployment_status",
+                                  delivery="unk")
+    assert response.json()["status"] == "ignored"
+    assert [row.status for row in ingress.store.list_deliveries()] == ["ignored"]
+    assert ingress.dispatched == ["unk"]  # handed over; the engine skips non-queued rows
+
+
+async def test_duplicate_guid_is_answered_2xx_and_not_stored_again(ingress: Harness) -> None:
+    first = await ingress.post(LABELED, delivery="same")
+    second = await ingress.post(LABELED, delivery="same")
+    assert (first.status_code, second.status_code) == (202, 200)
+    assert second.json()["status"] == "duplicate"
+    assert ingress.dispatched == ["same"]
+
+
+async def test_concurrent_duplicates_are_stored_once(ingress: Harness) -> None:
+    responses = await asyncio.gather(*[ingress.post(LABELED, delivery="burst") for _ in range(25)])
+    assert sorted(r.status_code for r in responses) == [200] * 24 + [202]
+    assert ingress.dispatched == ["burst"]
+
+
+async def test_wrong_method_is_405(ingress: Harness) -> None:
+    response = await ingress.client.get(URL)
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
+
+
+@pytest.mark.parametrize("missing", ["x-github-event", "x-github-delivery"])
+async def test_missing_github_headers_are_400(ingress: Harness, missing: str) -> None:
+    headers = signed_headers(LABELED, SECRET, "issues")
+    del headers[missing]
+    response = await ingress.client.post(URL, content=LABELED, headers=headers)
+    assert response.status_code == 400
+    assert ingress.store.list_deliveries() == []
+
+
+async def test_invalid_json_is_400(ingress: Harness) -> None:
+    response = await ingress.post(b"{not json", delivery="bad-json")
+    assert response.status_code == 400
+    assert "JSON" in response.json()["error"]
+    assert ingress.store.delivery("bad-json") is None
+
+
+async def test_missing_signature_is_401(ingress: Harness) -> None:
+    headers = signed_headers(LABELED, SECRET, "issues")
+    del headers["x-hub-signature-256"]
+    response = await ingress.client.post(URL, content=LABELED, headers=headers)
+    assert response.status_code == 401
+
+
+async def test_wrong_signature_is_401_and_nothing_is_stored(ingress: Harness) -> None:
+    response = await ingress.post(LABELED, secret="not-the-secret", delivery="forged")
+    assert response.status_code == 401
+    assert ingress.store.delivery("forged") is None
+
+
+async def test_signature_over_other_bytes_is_401(ingress: Harness) -> None:
+    headers = signed_headers(LABELED, SECRET, "issues")
+    response = await ingress.client.post(URL, content=LABELED + b" ", headers=headers)
+    assert response.status_code == 401
+
+
+async def test_other_content_type_is_415(ingress: Harness) -> None:
+    response = await ingress.post(LABELED, **{"content-type": "application/x-www-form-urlencoded"})
+    assert response.status_code == 415
+
+
+async def test_declared_oversize_body_is_413_without_reading_it(ingress: Harness) -> None:
+    headers = {**signed_headers(b"{}", SECRET, "issues"), "content-length": str(26 * 1024 * 1024)}
+
+    async def never_sent() -> AsyncIterator[bytes]:
+        raise AssertionError("the body was read")
+        yield b""
+
+    response = await ingress.client.post(URL, content=never_sent(), headers=headers)
+    assert response.status_code == 413
+
+
+async def test_streamed_oversize_body_is_413(ingress: Harness) -> None:
+    chunk = b" " * (1024 * 1024)
+    sent = 0
+
+    async def stream() -> AsyncIterator[bytes]:
+        nonlocal sent
+        for _ in range(30):
+            sent += 1
+            yield chunk
+
+    headers = signed_headers(b"{}", SECRET, "issues")
+    response = await ingress.client.post(URL, content=stream(), headers=headers)
+    assert response.status_code == 413
+    assert sent <= 26  # refused as soon as it went over, not after reading it all
+
+
+async def test_secret_rotation_accepts_any_listed_secret(store: Store) -> None:
+    async for harness in _harness(store, ["old-secret", "new-secret"]):
+        old = await harness.post(LABELED, secret="old-secret", delivery="by-old")
+        new = await harness.post(LABELED, secret="new-secret", delivery="by-new")
+        assert (old.status_code, new.status_code) == (202, 202)
+    async for harness in _harness(store, ["new-secret"]):
+        removed = await harness.post(LABELED, secret="old-secret", delivery="after-removal")
+        assert removed.status_code == 401
+
+
+def test_githubs_published_signature_test_vector() -> None:
+    # https://docs.github.com/en/webhooks/using-webhooks/validating-webhook-deliveries#testing-the-webhook-payload-validation
+    header = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
+    assert signature_matches(b"Hello, World!", header, [b"It's a Secret to Everybody"])
+    assert not signature_matches(b"Hello, World!", header, [b"It's a secret to everybody"])
+    assert not signature_matches(b"Hello, World!", header.replace("sha256=", "sha1="),
+                                 [b"It's a Secret to Everybody"])
+    assert sign("It's a Secret to Everybody", "Hello, World!") == header
+
+
+async def test_database_down_is_503_so_github_marks_it_failed(ingress: Harness) -> None:
+    ingress.store.engine.dispose()
+    ingress.store.insert_deliveries = _broken  # type: ignore[method-assign]
+    response = await ingress.post(LABELED, delivery="while-down")
+    assert response.status_code == 503
+
+
+def _broken(batch: Sequence[NewDelivery]) -> set[str]:
+    raise ConnectionError("database is down")
+
+
+async def test_health_and_metrics(ingress: Harness) -> None:
+    await ingress.post(LABELED, delivery="m1")
+    await ingress.post(body_of({"action": "created"}), event="deployment_status", delivery="m2")
+    assert (await ingress.client.get("http://nightshift.test/healthz")).json() == {"ok": True}
+    text = (await ingress.client.get("http://nightshift.test/metrics")).text
+    assert 'nightshift_deliveries_total{event="issues",outcome="queued"} 1.0' in text
+    assert 'nightshift_deliveries_total{event="deployment_status",outcome="ignored"} 1.0' in text
+    assert "nightshift_queue_depth 1.0" in text
+    assert 'nightshift_ingress_requests_total{status="202"} 2.0' in text
+    assert "nightshift_ingress_seconds_bucket" in text
