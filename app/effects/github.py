@@ -16,6 +16,7 @@ from urllib.parse import quote
 import anyio
 import httpx
 from githubkit import AppAuthStrategy, GitHub
+from githubkit.cache import MemCacheStrategy
 from githubkit.exception import GitHubException, RequestFailed
 from githubkit.retry import RetryChainDecision, RetryRateLimit, RetryServerError
 from githubkit.throttling import BaseThrottler
@@ -172,6 +173,7 @@ class GitHubApp:
             base_url=base_url + "/",
             user_agent="nightshift",
             http_cache=False,
+            cache_strategy=MemCacheStrategy(),  # tokens of this App only, never a shared cache
             throttler=SpacedWriteThrottler(write_interval=write_interval),
             auto_retry=RetryChainDecision(
                 RetryRateLimit(max_retry=rate_limit_retries),
@@ -210,6 +212,11 @@ def _send(client: GitHub[Any], request: GitHubRequest) -> GitHubResponse:
     except RequestFailed as exc:
         raise GitHubError(exc.response.status_code, _message(exc.response.raw_response)) from None
     except GitHubException as exc:
+        # e.g. the installation token exchange failed inside the auth flow
+        failed = getattr(exc, "response", None) or (exc.args[0] if exc.args else None)
+        raw = getattr(failed, "raw_response", None)
+        if isinstance(raw, httpx.Response):
+            raise GitHubError(raw.status_code, _message(raw)) from None
         raise GitHubError(None, str(exc) or type(exc).__name__) from None
     raw = response.raw_response
     data: Any = None

@@ -1,0 +1,141 @@
+"""Intake decisions, table-driven: (payload, config) -> actions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from app.core.actions import Action, AddLabels, Comment, RemoveLabel
+from app.core.config import DEFAULT_CONFIG, Config
+from app.core.envelope import Envelope
+from app.core.rules import decide, intake
+from app.core.state import RepoState
+from tests.helpers import labeled_issue, payload
+
+REPO = "octo/repo"
+
+
+def env(data: dict[str, Any], event: str = "issues", delivery: str = "d1") -> Envelope:
+    return Envelope.parse(delivery, event, data)
+
+
+def rejected(*problems: str) -> list[Action]:
+    body = intake.REJECTED_COMMENT.format(
+        problems="\n".join(f"- {p}" for p in problems), label="autonomous"
+    )
+    return [
+        AddLabels(repo=REPO, number=1, labels=(intake.REJECTED_LABEL,),
+                  reason=f"intake: {len(problems)} validation rule(s) failed"),
+        Comment(repo=REPO, number=1, body=body, key="intake-rejected:d1",
+                reason="intake: tell the maintainer what to fix"),
+    ]
+
+
+QUEUED = [AddLabels(repo=REPO, number=1, labels=(intake.QUEUED_LABEL,),
+                    reason="intake: accepted for autonomous work")]
+HUMAN = {"login": "octocat", "type": "User"}
+BOT = {"login": "copilot-swe-agent[bot]", "type": "Bot"}
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        pytest.param(labeled_issue(), QUEUED, id="valid-with-criteria-section"),
+        pytest.param(labeled_issue(body="Do it.\n\n- [ ] tests pass\n- [x] docs"), QUEUED,
+                     id="valid-with-checklist"),
+        pytest.param(labeled_issue(label="bug"), [], id="other-label"),
+        pytest.param(labeled_issue(body="Please fix"), rejected(intake.NO_CRITERIA),
+                     id="no-criteria"),
+        pytest.param(labeled_issue(body="`- [ ] in code`"), rejected(intake.NO_CRITERIA),
+                     id="checklist-inside-code-is-not-criteria"),
+        pytest.param(labeled_issue(state="closed"), rejected(intake.CLOSED), id="closed"),
+        pytest.param(labeled_issue(locked=True), rejected(intake.LOCKED), id="locked"),
+        pytest.param(labeled_issue(assignees=[HUMAN]),
+                     rejected(intake.ASSIGNED_TO_HUMAN.format(logins="@octocat")),
+                     id="assigned-to-human"),
+        pytest.param(labeled_issue(assignees=[BOT]), QUEUED, id="assigned-to-bot-is-fine"),
+        pytest.param(labeled_issue(state="closed", locked=True, body=""),
+                     rejected(intake.CLOSED, intake.LOCKED, intake.NO_CRITERIA),
+                     id="every-failure-listed-once"),
+        pytest.param(
+            labeled_issue(labels=[{"name": "autonomous"}, {"name": intake.REJECTED_LABEL}]),
+            [RemoveLabel(repo=REPO, number=1, label=intake.REJECTED_LABEL,
+                         reason="intake: the issue now passes validation"), *QUEUED],
+            id="fixed-after-rejection",
+        ),
+    ],
+)
+def test_labeled(data: dict[str, Any], expected: list[Action]) -> None:
+    decision = decide(env(data), RepoState(), DEFAULT_CONFIG)
+    assert decision.failures == ()
+    assert list(decision.actions) == expected
+
+
+def test_criteria_not_required_by_config() -> None:
+    config = Config(require_acceptance_criteria=False)
+    decision = decide(env(labeled_issue(body="Please fix")), RepoState(), config)
+    assert list(decision.actions) == QUEUED
+
+
+def test_custom_trigger_label() -> None:
+    config = Config(trigger_label="nightshift")
+    decision = decide(env(labeled_issue(label="nightshift")), RepoState(), config)
+    assert list(decision.actions) == QUEUED
+
+
+def test_opened_with_the_label_is_intake() -> None:
+    data = labeled_issue()
+    data["action"] = "opened"
+    del data["label"]
+    assert list(decide(env(data), RepoState(), DEFAULT_CONFIG).actions) == QUEUED
+
+
+def test_opened_without_the_label_does_nothing() -> None:
+    data = payload("issues.opened")
+    decision = decide(env(data), RepoState(), DEFAULT_CONFIG)
+    assert decision.handled and decision.actions == ()
+
+
+def test_unlabeled_removes_nightshift_labels() -> None:
+    data = labeled_issue(labels=[{"name": intake.QUEUED_LABEL}])
+    data["action"] = "unlabeled"
+    assert list(decide(env(data), RepoState(), DEFAULT_CONFIG).actions) == [
+        RemoveLabel(repo=REPO, number=1, label=intake.QUEUED_LABEL,
+                    reason="intake: the `autonomous` label was removed")
+    ]
+
+
+def test_paused_repository_decides_nothing() -> None:
+    decision = decide(env(labeled_issue()), RepoState(paused=True), DEFAULT_CONFIG)
+    assert decision.handled and decision.actions == ()
+    assert decision.rules == ("paused",)
+
+
+def test_unknown_event_is_not_handled() -> None:
+    decision = decide(env({"action": "created"}, event="deployment_status"), RepoState(),
+                      DEFAULT_CONFIG)
+    assert not decision.handled
+
+
+def test_a_payload_missing_what_a_rule_needs_is_a_recorded_failure_not_a_crash() -> None:
+    data = {"action": "labeled", "label": {"name": "autonomous"}, "issue": {"title": "no number"},
+            "repository": {"full_name": REPO}}
+    decision = decide(env(data), RepoState(), DEFAULT_CONFIG)
+    assert decision.actions == ()
+    assert [f.rule for f in decision.failures] == ["intake.on_labeled"]
+    assert "issue.number" in decision.failures[0].error
+
+
+def test_real_payload_lacking_newer_fields_still_decides() -> None:
+    data = payload("issues.labeled")
+    for key in ("performed_via_github_app", "reactions", "timeline_url", "state_reason"):
+        data["issue"].pop(key, None)
+    data["label"]["name"] = "autonomous"
+    data["issue"]["body"] = "- [ ] done"
+    data["issue"]["assignees"] = []
+    decision = decide(env(data), RepoState(), DEFAULT_CONFIG)
+    assert decision.failures == ()
+    assert [a.describe() for a in decision.actions] == [
+        "Codertocat/Hello-World#1:+nightshift:queued"
+    ]
