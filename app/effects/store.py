@@ -203,6 +203,18 @@ class Store:
                 ],
             )
 
+    def has_decision(self, delivery_id: str) -> bool:
+        with self.engine.connect() as connection:
+            return (
+                connection.execute(
+                    sa.select(audit.c.id)
+                    .where(audit.c.delivery_id == delivery_id)
+                    .where(audit.c.kind == "decision")
+                    .limit(1)
+                ).first()
+                is not None
+            )
+
     def audit_log(
         self, limit: int = 100, delivery_id: str | None = None
     ) -> list[AuditEntry]:

@@ -27,11 +27,25 @@ DELIVERY_QUEUE = "nightshift-deliveries"
 
 @DBOS.dbos_class()
 class DeliveryEngine(DBOSConfiguredInstance):
-    def __init__(self, store: Store, executor: Executor, metrics: Metrics) -> None:
+    """The delivery workflows, bound to this process's store, executor and metrics.
+
+    DBOS is a process-wide singleton whose registry outlives a `DBOS.destroy()`, and a
+    configured instance can be registered once per name; so there is one engine per
+    process (`delivery_engine()`), and each launch binds it to its dependencies.
+    """
+
+    store: Store
+    executor: Executor
+    metrics: Metrics
+
+    def __init__(self) -> None:
+        super().__init__(config_name="deliveries")
+
+    def bind(self, store: Store, executor: Executor, metrics: Metrics) -> DeliveryEngine:
         self.store = store
         self.executor = executor
         self.metrics = metrics
-        super().__init__(config_name="deliveries")
+        return self
 
     @DBOS.workflow(name="nightshift.delivery")
     def handle(self, delivery_id: str) -> str:
@@ -63,11 +77,14 @@ class DeliveryEngine(DBOSConfiguredInstance):
             return {"status": "failed", "event": row.event, "error": str(exc)}
         state = RepoState(paused=self.store.is_paused(env.repository))
         decision = decide(env, state, DEFAULT_CONFIG)
+        # a re-run of this step (the process died before its checkpoint) records nothing twice
+        first_run = not self.store.has_decision(delivery_id)
         if not decision.handled:
-            self.store.record(
-                AuditEntry(kind="decision", what=env.name, why=f"no rule handles {env.name}",
-                           delivery_id=delivery_id, repository=env.repository)
-            )
+            if first_run:
+                self.store.record(
+                    AuditEntry(kind="decision", what=env.name, why=f"no rule handles {env.name}",
+                               delivery_id=delivery_id, repository=env.repository)
+                )
             return {"status": "ignored", "event": env.event}
         entries = [
             AuditEntry(
@@ -85,7 +102,8 @@ class DeliveryEngine(DBOSConfiguredInstance):
                        delivery_id=delivery_id, repository=env.repository)
             for f in decision.failures
         ]
-        self.store.record(*entries)
+        if first_run:
+            self.store.record(*entries)
         return {
             "status": "handled",
             "event": env.event,
@@ -105,3 +123,13 @@ class DeliveryEngine(DBOSConfiguredInstance):
     @DBOS.step(name="nightshift.delivery.finish")
     def finish(self, delivery_id: str, status: str, error: str | None) -> None:
         self.store.finish_delivery(delivery_id, status, error)
+
+
+_ENGINE: list[DeliveryEngine] = []
+
+
+def delivery_engine() -> DeliveryEngine:
+    """The process's one engine instance, created on first use (before DBOS launches)."""
+    if not _ENGINE:
+        _ENGINE.append(DeliveryEngine())
+    return _ENGINE[0]

@@ -24,7 +24,7 @@ from app import __version__
 from app.effects.executor import Executor
 from app.effects.github import GitHubApp, GitHubPort
 from app.effects.store import NewDelivery, Store
-from app.engine.delivery import DELIVERY_QUEUE, DeliveryEngine
+from app.engine.delivery import DELIVERY_QUEUE, delivery_engine
 from app.engine.reconciler import reconcile
 from app.metrics import Metrics
 from app.settings import Settings
@@ -76,7 +76,7 @@ class Runtime:
             )
         self.github = github
         self.executor = Executor(self.store, github, dry_run=settings.dry_run)
-        self.engine = DeliveryEngine(self.store, self.executor, self.metrics)
+        self.engine = delivery_engine().bind(self.store, self.executor, self.metrics)
         self.executor_id = default_executor_id(settings)
         self.workers = False
         self._stop = threading.Event()
@@ -113,7 +113,8 @@ class Runtime:
             self.store.touch_worker(self.executor_id)
             self._spawn("sweeper", SWEEP_INTERVAL, self.sweep, first_run=True)
             if self.settings.is_postgres:
-                self._spawn("heartbeat", HEARTBEAT_INTERVAL, self.heartbeat)
+                interval = max(0.5, min(HEARTBEAT_INTERVAL, self.settings.dead_worker_seconds / 4))
+                self._spawn("heartbeat", interval, self.heartbeat)
             if self.github is not None and not self.settings.dry_run:
                 self._spawn(
                     "reconciler", self.settings.reconcile_interval_seconds, self.reconcile,
