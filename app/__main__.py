@@ -8,7 +8,8 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
@@ -135,23 +136,28 @@ def _warn_about_credentials(settings: Settings) -> None:
         )
 
 
-def _open_store(settings: Settings) -> Any:
+@contextmanager
+def _open_store(settings: Settings) -> Iterator[Any]:
     from app.effects.store import Store
 
     store = Store(settings.database_url)
-    store.migrate()
-    return store
+    try:
+        store.migrate()
+        yield store
+    finally:
+        store.dispose()
 
 
 def _when(ts: float | None) -> str:
     if ts is None:
         return "-"
-    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _audit(settings: Settings, as_json: bool, limit: int, delivery: str | None) -> int:
-    store = _open_store(settings)
-    for entry in store.audit_log(limit=limit, delivery_id=delivery):
+    with _open_store(settings) as store:
+        entries = store.audit_log(limit=limit, delivery_id=delivery)
+    for entry in entries:
         if as_json:
             print(json.dumps({**asdict(entry), "at": _when(entry.at)}))
         else:
@@ -163,11 +169,19 @@ def _audit(settings: Settings, as_json: bool, limit: int, delivery: str | None) 
 
 
 def _deliveries(settings: Settings, as_json: bool, limit: int, status: str | None) -> int:
-    store = _open_store(settings)
-    for row in store.list_deliveries(limit=limit, status=status):
+    with _open_store(settings) as store:
+        rows = store.list_deliveries(limit=limit, status=status)
+    for row in rows:
         if as_json:
-            print(json.dumps({**asdict(row), "received_at": _when(row.received_at),
-                              "finished_at": _when(row.finished_at)}))
+            print(
+                json.dumps(
+                    {
+                        **asdict(row),
+                        "received_at": _when(row.received_at),
+                        "finished_at": _when(row.finished_at),
+                    }
+                )
+            )
         else:
             name = f"{row.event}.{row.action}" if row.action else row.event
             print(

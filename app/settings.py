@@ -102,7 +102,9 @@ class Settings(BaseSettings):
         if self.private_key is not None:
             return self.private_key.get_secret_value()
         if self.private_key_path is None:
-            raise SettingsError(f"{ENV_PREFIX}PRIVATE_KEY_PATH or {ENV_PREFIX}PRIVATE_KEY is not set")
+            raise SettingsError(
+                f"{ENV_PREFIX}PRIVATE_KEY_PATH or {ENV_PREFIX}PRIVATE_KEY is not set"
+            )
         try:
             return self.private_key_path.read_text(encoding="utf-8")
         except OSError as exc:

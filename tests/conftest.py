@@ -53,11 +53,11 @@ def fake_github() -> FakeGitHub:
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path, fake_github: FakeGitHub) -> Settings:
     return Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        webhook_secret=(SECRET,),  # type: ignore[arg-type]
+        _env_file=None,
+        webhook_secret=(SECRET,),
         database_url=database_url,
         cache_dir=tmp_path / "cache",
         app_id=fake_github.app_id,
-        private_key=fake_github.private_key,  # type: ignore[arg-type]
+        private_key=fake_github.private_key,
         write_interval_seconds=0,
     )

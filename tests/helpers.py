@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,8 @@ def payload(name: str) -> dict[str, Any]:
     return data
 
 
-def body_of(data: dict[str, Any] | bytes) -> bytes:
-    return data if isinstance(data, bytes) else json.dumps(data).encode()
+def body_of(data: Mapping[str, Any] | bytes) -> bytes:
+    return data if isinstance(data, bytes) else json.dumps(dict(data)).encode()
 
 
 def signed_headers(
@@ -56,5 +57,8 @@ def labeled_issue(
         **issue,
     }
     data["repository"] = {**data["repository"], "full_name": repo}
-    data["installation"] = {"id": installation, "node_id": "MDIzOkludGVncmF0aW9uSW5zdGFsbGF0aW9uNzc="}
+    data["installation"] = {
+        "id": installation,
+        "node_id": "MDIzOkludGVncmF0aW9uSW5zdGFsbGF0aW9uNzc=",
+    }
     return data

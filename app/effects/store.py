@@ -215,9 +215,7 @@ class Store:
                 is not None
             )
 
-    def audit_log(
-        self, limit: int = 100, delivery_id: str | None = None
-    ) -> list[AuditEntry]:
+    def audit_log(self, limit: int = 100, delivery_id: str | None = None) -> list[AuditEntry]:
         query = sa.select(audit)
         if delivery_id is not None:
             query = query.where(audit.c.delivery_id == delivery_id)

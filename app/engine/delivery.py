@@ -82,15 +82,21 @@ class DeliveryEngine(DBOSConfiguredInstance):
         if not decision.handled:
             if first_run:
                 self.store.record(
-                    AuditEntry(kind="decision", what=env.name, why=f"no rule handles {env.name}",
-                               delivery_id=delivery_id, repository=env.repository)
+                    AuditEntry(
+                        kind="decision",
+                        what=env.name,
+                        why=f"no rule handles {env.name}",
+                        delivery_id=delivery_id,
+                        repository=env.repository,
+                    )
                 )
             return {"status": "ignored", "event": env.event}
         entries = [
             AuditEntry(
                 kind="decision",
                 what=f"{env.name}: {len(decision.actions)} action(s)",
-                why="paused: no automatic action" if state.paused
+                why="paused: no automatic action"
+                if state.paused
                 else "rules: " + ", ".join(decision.rules),
                 delivery_id=delivery_id,
                 repository=env.repository,
@@ -98,8 +104,13 @@ class DeliveryEngine(DBOSConfiguredInstance):
             )
         ]
         entries += [
-            AuditEntry(kind="error", what=f"rule {f.rule}", why=f.error,
-                       delivery_id=delivery_id, repository=env.repository)
+            AuditEntry(
+                kind="error",
+                what=f"rule {f.rule}",
+                why=f.error,
+                delivery_id=delivery_id,
+                repository=env.repository,
+            )
             for f in decision.failures
         ]
         if first_run:

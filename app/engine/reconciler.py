@@ -66,14 +66,22 @@ def _redeliver(github: GitHubPort, store: Store, item: Redelivery) -> bool:
     except GitHubError as exc:
         store.forget_redelivery(item.guid)  # try again on the next pass
         store.record(
-            AuditEntry(kind="error", what=f"redeliver {item.guid}", why=f"GitHub answered {exc}",
-                       delivery_id=item.guid, detail={"request": request.as_dict()})
+            AuditEntry(
+                kind="error",
+                what=f"redeliver {item.guid}",
+                why=f"GitHub answered {exc}",
+                delivery_id=item.guid,
+                detail={"request": request.as_dict()},
+            )
         )
         return False
     store.record(
-        AuditEntry(kind="action", what=f"redeliver {item.guid} ({item.event})",
-                   why="the delivery failed while Nightshift was unreachable",
-                   delivery_id=item.guid,
-                   detail={"request": request.as_dict(), "status": response.status})
+        AuditEntry(
+            kind="action",
+            what=f"redeliver {item.guid} ({item.event})",
+            why="the delivery failed while Nightshift was unreachable",
+            delivery_id=item.guid,
+            detail={"request": request.as_dict(), "status": response.status},
+        )
     )
     return True

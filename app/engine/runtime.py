@@ -105,8 +105,9 @@ class Runtime:
             worker_concurrency=self.settings.worker_concurrency,
             polling_interval_sec=0.2,
         )
-        dispatcher = threading.Thread(target=self._dispatch_loop, name="nightshift-dispatch",
-                                      daemon=True)
+        dispatcher = threading.Thread(
+            target=self._dispatch_loop, name="nightshift-dispatch", daemon=True
+        )
         dispatcher.start()
         self._threads.append(dispatcher)
         if workers:
@@ -117,7 +118,9 @@ class Runtime:
                 self._spawn("heartbeat", interval, self.heartbeat)
             if self.github is not None and not self.settings.dry_run:
                 self._spawn(
-                    "reconciler", self.settings.reconcile_interval_seconds, self.reconcile,
+                    "reconciler",
+                    self.settings.reconcile_interval_seconds,
+                    self.reconcile,
                     first_run=True,
                 )
 
@@ -186,7 +189,9 @@ class Runtime:
         id). The first live worker to claim a silent one re-enqueues its work.
         """
         self.store.touch_worker(self.executor_id)
-        for dead in self.store.claim_dead_workers(self.executor_id, self.settings.dead_worker_seconds):
+        for dead in self.store.claim_dead_workers(
+            self.executor_id, self.settings.dead_worker_seconds
+        ):
             handles = DBOS._recover_pending_workflows([dead])
             log.warning("recovered %d workflow(s) of dead worker %s", len(handles), dead)
             self.store.forget_worker(dead)
@@ -197,5 +202,7 @@ class Runtime:
         if result.redelivered or result.failed:
             log.info(
                 "reconciler: %d redelivered, %d failed of %d examined",
-                len(result.redelivered), len(result.failed), result.examined,
+                len(result.redelivered),
+                len(result.failed),
+                result.examined,
             )

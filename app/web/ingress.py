@@ -25,7 +25,9 @@ from app.settings import MAX_WEBHOOK_BYTES
 
 
 class _Reject(Exception):
-    def __init__(self, status: int, message: str, headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
+    def __init__(
+        self, status: int, message: str, headers: Sequence[tuple[bytes, bytes]] = ()
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message

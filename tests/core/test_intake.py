@@ -25,15 +25,30 @@ def rejected(*problems: str) -> list[Action]:
         problems="\n".join(f"- {p}" for p in problems), label="autonomous"
     )
     return [
-        AddLabels(repo=REPO, number=1, labels=(intake.REJECTED_LABEL,),
-                  reason=f"intake: {len(problems)} validation rule(s) failed"),
-        Comment(repo=REPO, number=1, body=body, key="intake-rejected:d1",
-                reason="intake: tell the maintainer what to fix"),
+        AddLabels(
+            repo=REPO,
+            number=1,
+            labels=(intake.REJECTED_LABEL,),
+            reason=f"intake: {len(problems)} validation rule(s) failed",
+        ),
+        Comment(
+            repo=REPO,
+            number=1,
+            body=body,
+            key="intake-rejected:d1",
+            reason="intake: tell the maintainer what to fix",
+        ),
     ]
 
 
-QUEUED = [AddLabels(repo=REPO, number=1, labels=(intake.QUEUED_LABEL,),
-                    reason="intake: accepted for autonomous work")]
+QUEUED = [
+    AddLabels(
+        repo=REPO,
+        number=1,
+        labels=(intake.QUEUED_LABEL,),
+        reason="intake: accepted for autonomous work",
+    )
+]
 HUMAN = {"login": "octocat", "type": "User"}
 BOT = {"login": "copilot-swe-agent[bot]", "type": "Bot"}
 
@@ -42,26 +57,44 @@ BOT = {"login": "copilot-swe-agent[bot]", "type": "Bot"}
     ("data", "expected"),
     [
         pytest.param(labeled_issue(), QUEUED, id="valid-with-criteria-section"),
-        pytest.param(labeled_issue(body="Do it.\n\n- [ ] tests pass\n- [x] docs"), QUEUED,
-                     id="valid-with-checklist"),
+        pytest.param(
+            labeled_issue(body="Do it.\n\n- [ ] tests pass\n- [x] docs"),
+            QUEUED,
+            id="valid-with-checklist",
+        ),
         pytest.param(labeled_issue(label="bug"), [], id="other-label"),
-        pytest.param(labeled_issue(body="Please fix"), rejected(intake.NO_CRITERIA),
-                     id="no-criteria"),
-        pytest.param(labeled_issue(body="`- [ ] in code`"), rejected(intake.NO_CRITERIA),
-                     id="checklist-inside-code-is-not-criteria"),
+        pytest.param(
+            labeled_issue(body="Please fix"), rejected(intake.NO_CRITERIA), id="no-criteria"
+        ),
+        pytest.param(
+            labeled_issue(body="`- [ ] in code`"),
+            rejected(intake.NO_CRITERIA),
+            id="checklist-inside-code-is-not-criteria",
+        ),
         pytest.param(labeled_issue(state="closed"), rejected(intake.CLOSED), id="closed"),
         pytest.param(labeled_issue(locked=True), rejected(intake.LOCKED), id="locked"),
-        pytest.param(labeled_issue(assignees=[HUMAN]),
-                     rejected(intake.ASSIGNED_TO_HUMAN.format(logins="@octocat")),
-                     id="assigned-to-human"),
+        pytest.param(
+            labeled_issue(assignees=[HUMAN]),
+            rejected(intake.ASSIGNED_TO_HUMAN.format(logins="@octocat")),
+            id="assigned-to-human",
+        ),
         pytest.param(labeled_issue(assignees=[BOT]), QUEUED, id="assigned-to-bot-is-fine"),
-        pytest.param(labeled_issue(state="closed", locked=True, body=""),
-                     rejected(intake.CLOSED, intake.LOCKED, intake.NO_CRITERIA),
-                     id="every-failure-listed-once"),
+        pytest.param(
+            labeled_issue(state="closed", locked=True, body=""),
+            rejected(intake.CLOSED, intake.LOCKED, intake.NO_CRITERIA),
+            id="every-failure-listed-once",
+        ),
         pytest.param(
             labeled_issue(labels=[{"name": "autonomous"}, {"name": intake.REJECTED_LABEL}]),
-            [RemoveLabel(repo=REPO, number=1, label=intake.REJECTED_LABEL,
-                         reason="intake: the issue now passes validation"), *QUEUED],
+            [
+                RemoveLabel(
+                    repo=REPO,
+                    number=1,
+                    label=intake.REJECTED_LABEL,
+                    reason="intake: the issue now passes validation",
+                ),
+                *QUEUED,
+            ],
             id="fixed-after-rejection",
         ),
     ],
@@ -101,8 +134,12 @@ def test_unlabeled_removes_nightshift_labels() -> None:
     data = labeled_issue(labels=[{"name": intake.QUEUED_LABEL}])
     data["action"] = "unlabeled"
     assert list(decide(env(data), RepoState(), DEFAULT_CONFIG).actions) == [
-        RemoveLabel(repo=REPO, number=1, label=intake.QUEUED_LABEL,
-                    reason="intake: the `autonomous` label was removed")
+        RemoveLabel(
+            repo=REPO,
+            number=1,
+            label=intake.QUEUED_LABEL,
+            reason="intake: the `autonomous` label was removed",
+        )
     ]
 
 
@@ -113,14 +150,19 @@ def test_paused_repository_decides_nothing() -> None:
 
 
 def test_unknown_event_is_not_handled() -> None:
-    decision = decide(env({"action": "created"}, event="deployment_status"), RepoState(),
-                      DEFAULT_CONFIG)
+    decision = decide(
+        env({"action": "created"}, event="deployment_status"), RepoState(), DEFAULT_CONFIG
+    )
     assert not decision.handled
 
 
 def test_a_payload_missing_what_a_rule_needs_is_a_recorded_failure_not_a_crash() -> None:
-    data = {"action": "labeled", "label": {"name": "autonomous"}, "issue": {"title": "no number"},
-            "repository": {"full_name": REPO}}
+    data = {
+        "action": "labeled",
+        "label": {"name": "autonomous"},
+        "issue": {"title": "no number"},
+        "repository": {"full_name": REPO},
+    }
     decision = decide(env(data), RepoState(), DEFAULT_CONFIG)
     assert decision.actions == ()
     assert [f.rule for f in decision.failures] == ["intake.on_labeled"]

@@ -9,8 +9,21 @@ import pytest
 
 import app.core
 
-FORBIDDEN = ("httpx", "githubkit", "pygit2", "starlette", "dbos", "sqlalchemy", "socket",
-             "subprocess", "requests", "uvicorn", "random", "time", "datetime.datetime.now")
+FORBIDDEN = (
+    "httpx",
+    "githubkit",
+    "pygit2",
+    "starlette",
+    "dbos",
+    "sqlalchemy",
+    "socket",
+    "subprocess",
+    "requests",
+    "uvicorn",
+    "random",
+    "time",
+    "datetime.datetime.now",
+)
 CORE = Path(app.core.__file__).parent
 
 

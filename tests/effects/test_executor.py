@@ -10,13 +10,19 @@ from tests.fakes.github import FakeGitHub
 
 CTX = Context(delivery_id="d1", installation_id=77)
 LABEL = AddLabels(repo="octo/repo", number=1, labels=("nightshift:queued",), reason="accepted")
-COMMENT = Comment(repo="octo/repo", number=1, body="Can't take this yet.", key="k-1",
-                  reason="tell the maintainer")
+COMMENT = Comment(
+    repo="octo/repo", number=1, body="Can't take this yet.", key="k-1", reason="tell the maintainer"
+)
 
 
 def github(fake: FakeGitHub) -> GitHubApp:
-    return GitHubApp(fake.app_id, fake.private_key, "https://api.github.com", write_interval=0,
-                     transport=fake.transport())
+    return GitHubApp(
+        fake.app_id,
+        fake.private_key,
+        "https://api.github.com",
+        write_interval=0,
+        transport=fake.transport(),
+    )
 
 
 def test_sends_and_audits(store: Store, fake_github: FakeGitHub) -> None:
@@ -25,10 +31,20 @@ def test_sends_and_audits(store: Store, fake_github: FakeGitHub) -> None:
     assert fake_github.effects == ["octo/repo#1:+nightshift:queued"]
     (entry,) = store.audit_log()
     assert (entry.kind, entry.what, entry.why, entry.delivery_id) == (
-        "action", "octo/repo#1:+nightshift:queued", "accepted", "d1")
-    assert entry.detail == {"action": "add_labels", "status": 200, "request": {
-        "method": "POST", "path": "/repos/octo/repo/issues/1/labels",
-        "json": {"labels": ["nightshift:queued"]}}}
+        "action",
+        "octo/repo#1:+nightshift:queued",
+        "accepted",
+        "d1",
+    )
+    assert entry.detail == {
+        "action": "add_labels",
+        "status": 200,
+        "request": {
+            "method": "POST",
+            "path": "/repos/octo/repo/issues/1/labels",
+            "json": {"labels": ["nightshift:queued"]},
+        },
+    }
 
 
 def test_dry_run_sends_nothing_and_records_the_exact_request(
@@ -42,8 +58,10 @@ def test_dry_run_sends_nothing_and_records_the_exact_request(
     assert entry.why == f"tell the maintainer ({DRY_RUN})"
     assert entry.detail is not None
     assert entry.detail["request"] == {
-        "method": "POST", "path": "/repos/octo/repo/issues/1/comments",
-        "json": {"body": "Can't take this yet.\n\n<!-- nightshift:k-1 -->"}}
+        "method": "POST",
+        "path": "/repos/octo/repo/issues/1/comments",
+        "json": {"body": "Can't take this yet.\n\n<!-- nightshift:k-1 -->"},
+    }
 
 
 def test_without_credentials_records_instead_of_sending(store: Store) -> None:
@@ -53,8 +71,9 @@ def test_without_credentials_records_instead_of_sending(store: Store) -> None:
 
 
 def test_github_error_is_audited_not_raised(store: Store, fake_github: FakeGitHub) -> None:
-    fake_github.fail("POST", r"/repos/octo/repo/issues/1/labels", 422,
-                     body={"message": "Validation Failed"})
+    fake_github.fail(
+        "POST", r"/repos/octo/repo/issues/1/labels", 422, body={"message": "Validation Failed"}
+    )
     executor = Executor(store, github(fake_github), dry_run=False)
     assert executor.execute(CTX, LABEL) == "failed"
     entry = store.audit_log()[-1]
@@ -69,7 +88,8 @@ def test_comment_is_posted_once_even_when_the_step_runs_again(
     assert executor.execute(CTX, COMMENT) == "sent"
     assert executor.execute(CTX, COMMENT) == "skipped"
     assert [e for e in fake_github.effects if ":comment:" in e] == [
-        "octo/repo#1:comment:Can't take this yet."]
+        "octo/repo#1:comment:Can't take this yet."
+    ]
 
 
 def test_comment_posted_before_a_crash_is_found_by_its_marker(
@@ -78,7 +98,8 @@ def test_comment_posted_before_a_crash_is_found_by_its_marker(
     # the first attempt claimed the key and GitHub created the comment, then the process died
     assert store.begin_effect(COMMENT.key)
     fake_github.issue("octo/repo", 1).comments.append(
-        {"id": 1, "body": f"Can't take this yet.\n\n{marker(COMMENT.key)}"})
+        {"id": 1, "body": f"Can't take this yet.\n\n{marker(COMMENT.key)}"}
+    )
     executor = Executor(store, github(fake_github), dry_run=False)
     assert executor.execute(CTX, COMMENT) == "skipped"
     assert fake_github.writes() == ["POST /app/installations/77/access_tokens"]

@@ -30,23 +30,26 @@ def github_mock(fake_github: FakeGitHub) -> Iterator[respx.MockRouter]:
 
 
 def app_for(fake: FakeGitHub) -> GitHubApp:
-    return GitHubApp(fake.app_id, fake.private_key, API, write_interval=0,
-                     server_error_retries=1)
+    return GitHubApp(fake.app_id, fake.private_key, API, write_interval=0, server_error_retries=1)
 
 
 def test_installation_token_exchange_then_the_call(
     fake_github: FakeGitHub, github_mock: respx.MockRouter
 ) -> None:
     github = app_for(fake_github)
-    request = request_for(AddLabels(repo="octo/repo", number=7, labels=("nightshift:queued",),
-                                    reason="test"))
+    request = request_for(
+        AddLabels(repo="octo/repo", number=7, labels=("nightshift:queued",), reason="test")
+    )
     response = github.send(77, request)
     assert response.status == 200
     token_call, label_call = github_mock.calls
     assert token_call.request.method == "POST"
     assert token_call.request.url == f"{API}/app/installations/77/access_tokens"
-    claims = jwt.decode(token_call.request.headers["authorization"].removeprefix("Bearer "),
-                        fake_github.public_key, algorithms=["RS256"])
+    claims = jwt.decode(
+        token_call.request.headers["authorization"].removeprefix("Bearer "),
+        fake_github.public_key,
+        algorithms=["RS256"],
+    )
     assert claims["iss"] == str(fake_github.app_id)
     assert label_call.request.url == f"{API}/repos/octo/repo/issues/7/labels"
     assert label_call.request.headers["authorization"].startswith("token ghs_")
@@ -74,12 +77,17 @@ def test_token_is_reused_then_refreshed_before_expiry() -> None:
 def test_secondary_rate_limit_waits_for_retry_after_then_retries(
     fake_github: FakeGitHub, github_mock: respx.MockRouter
 ) -> None:
-    fake_github.fail("POST", r"/repos/o/r/issues/1/labels", 403,
-                     headers={"retry-after": "1"},  # githubkit reads "0" as "wait a minute"
-                     body={"message": "You have exceeded a secondary rate limit"})
+    fake_github.fail(
+        "POST",
+        r"/repos/o/r/issues/1/labels",
+        403,
+        headers={"retry-after": "1"},  # githubkit reads "0" as "wait a minute"
+        body={"message": "You have exceeded a secondary rate limit"},
+    )
     github = app_for(fake_github)
-    response = github.send(1, request_for(AddLabels(repo="o/r", number=1, labels=("x",),
-                                                    reason="t")))
+    response = github.send(
+        1, request_for(AddLabels(repo="o/r", number=1, labels=("x",), reason="t"))
+    )
     assert response.status == 200
     assert fake_github.writes().count("POST /repos/o/r/issues/1/labels") == 2
 
@@ -100,8 +108,7 @@ def test_client_errors_are_not_retried(
 ) -> None:
     github = app_for(fake_github)
     with pytest.raises(GitHubError) as raised:
-        github.send(1, request_for(RemoveLabel(repo="o/r", number=1, label="absent",
-                                               reason="t")))
+        github.send(1, request_for(RemoveLabel(repo="o/r", number=1, label="absent", reason="t")))
     assert raised.value.status == 404
     assert "Label does not exist" in str(raised.value)
 
@@ -109,18 +116,35 @@ def test_client_errors_are_not_retried(
 @pytest.mark.parametrize(
     ("action", "method", "path", "json"),
     [
-        pytest.param(AddLabels(repo="o/r", number=3, labels=("a", "b"), reason="r"),
-                     "POST", "/repos/o/r/issues/3/labels", {"labels": ["a", "b"]}, id="labels"),
-        pytest.param(RemoveLabel(repo="o/r", number=3, label="nightshift:queued", reason="r"),
-                     "DELETE", "/repos/o/r/issues/3/labels/nightshift%3Aqueued", None,
-                     id="remove-label-escaped"),
-        pytest.param(Comment(repo="o/r", number=3, body="Hi", key="k1", reason="r"),
-                     "POST", "/repos/o/r/issues/3/comments",
-                     {"body": "Hi\n\n<!-- nightshift:k1 -->"}, id="comment-with-marker"),
+        pytest.param(
+            AddLabels(repo="o/r", number=3, labels=("a", "b"), reason="r"),
+            "POST",
+            "/repos/o/r/issues/3/labels",
+            {"labels": ["a", "b"]},
+            id="labels",
+        ),
+        pytest.param(
+            RemoveLabel(repo="o/r", number=3, label="nightshift:queued", reason="r"),
+            "DELETE",
+            "/repos/o/r/issues/3/labels/nightshift%3Aqueued",
+            None,
+            id="remove-label-escaped",
+        ),
+        pytest.param(
+            Comment(repo="o/r", number=3, body="Hi", key="k1", reason="r"),
+            "POST",
+            "/repos/o/r/issues/3/comments",
+            {"body": "Hi\n\n<!-- nightshift:k1 -->"},
+            id="comment-with-marker",
+        ),
     ],
 )
-def test_request_for(action: AddLabels | RemoveLabel | Comment, method: str, path: str,
-                     json: dict[str, object] | None) -> None:
+def test_request_for(
+    action: AddLabels | RemoveLabel | Comment,
+    method: str,
+    path: str,
+    json: dict[str, object] | None,
+) -> None:
     request = request_for(action)
     assert (request.method, request.path, request.json) == (method, path, json)
 
@@ -138,7 +162,9 @@ def test_write_throttler_spaces_content_creating_requests() -> None:
 
 
 def test_link_next() -> None:
-    headers = {"link": '<https://api.github.com/app/hook/deliveries?cursor=v1_9>; rel="next", '
-                       '<https://api.github.com/app/hook/deliveries>; rel="first"'}
+    headers = {
+        "link": '<https://api.github.com/app/hook/deliveries?cursor=v1_9>; rel="next", '
+        '<https://api.github.com/app/hook/deliveries>; rel="first"'
+    }
     assert link_next(headers) == "https://api.github.com/app/hook/deliveries?cursor=v1_9"
     assert link_next({}) is None

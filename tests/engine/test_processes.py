@@ -100,8 +100,12 @@ def send(port: int, number: int, *, rejected: bool) -> str:
     delivery = f"crash-{number}"
     data = labeled_issue(number=number, body="fix it" if rejected else "- [ ] works")
     body = body_of(data)
-    response = httpx.post(f"http://127.0.0.1:{port}/webhooks", content=body,
-                          headers=signed_headers(body, SECRET, "issues", delivery), timeout=10)
+    response = httpx.post(
+        f"http://127.0.0.1:{port}/webhooks",
+        content=body,
+        headers=signed_headers(body, SECRET, "issues", delivery),
+        timeout=10,
+    )
     assert response.status_code == 202, response.text
     return delivery
 
@@ -112,20 +116,24 @@ def engine_statuses(settings: Settings) -> list[tuple[str, str, str]]:
     engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
     table = "dbos.workflow_status" if settings.is_postgres else "workflow_status"
     with engine.connect() as connection:
-        rows = connection.execute(sa.text(
-            f"SELECT workflow_uuid, status, executor_id FROM {table} "  # noqa: S608
-            "WHERE name = 'nightshift.delivery'"
-        )).all()
+        rows = connection.execute(
+            sa.text(
+                f"SELECT workflow_uuid, status, executor_id FROM {table} "  # noqa: S608
+                "WHERE name = 'nightshift.delivery'"
+            )
+        ).all()
     engine.dispose()
     return [(str(a), str(b), str(c)) for a, b, c in rows]
 
 
-def assert_processed_once(store: Store, fake: FakeGitHub, numbers: range,
-                          rejected: set[int]) -> None:
+def assert_processed_once(
+    store: Store, fake: FakeGitHub, numbers: range, rejected: set[int]
+) -> None:
     for number in numbers:
         delivery = f"crash-{number}"
-        decisions = [e for e in store.audit_log(limit=10_000, delivery_id=delivery)
-                     if e.kind == "decision"]
+        decisions = [
+            e for e in store.audit_log(limit=10_000, delivery_id=delivery) if e.kind == "decision"
+        ]
         assert len(decisions) == 1, delivery
         issue = fake.issue("octo/repo", number)
         comments = [c for c in issue.comments if f"intake-rejected:{delivery}" in c["body"]]
@@ -177,11 +185,14 @@ def test_ingress_and_two_workers_share_the_queue(settings: Settings, tmp_path: P
     with serve(fake) as github_url:
         env = app_env(settings, fake, github_url, NIGHTSHIFT_WORKER_CONCURRENCY="4")
         port = free_port()
-        with started(["serve", "--no-workers", "--port", str(port)], env,
-                     tmp_path / "ingress.log") as ingress:
+        with started(
+            ["serve", "--no-workers", "--port", str(port)], env, tmp_path / "ingress.log"
+        ) as ingress:
             wait_healthy(port, ingress)
-            with started(["worker"], env, tmp_path / "w1.log"), \
-                    started(["worker"], env, tmp_path / "w2.log"):
+            with (
+                started(["worker"], env, tmp_path / "w1.log"),
+                started(["worker"], env, tmp_path / "w2.log"),
+            ):
                 sent = [send(port, n, rejected=n % 4 == 0) for n in numbers]
                 store = Store(settings.database_url)
                 statuses = wait_processed(store, sent)
@@ -199,19 +210,27 @@ def test_work_of_a_worker_that_never_comes_back_is_recovered(
     fake = FakeGitHub(latency=0.3)
     numbers = range(1, 21)
     with serve(fake) as github_url:
-        env = app_env(settings, fake, github_url, NIGHTSHIFT_WORKER_CONCURRENCY="10",
-                      NIGHTSHIFT_DEAD_WORKER_SECONDS="3")
+        env = app_env(
+            settings,
+            fake,
+            github_url,
+            NIGHTSHIFT_WORKER_CONCURRENCY="10",
+            NIGHTSHIFT_DEAD_WORKER_SECONDS="3",
+        )
         port = free_port()
-        with started(["serve", "--no-workers", "--port", str(port)], env,
-                     tmp_path / "ingress.log") as ingress:
+        with started(
+            ["serve", "--no-workers", "--port", str(port)], env, tmp_path / "ingress.log"
+        ) as ingress:
             wait_healthy(port, ingress)
-            doomed = Process(["worker"], {**env, "NIGHTSHIFT_EXECUTOR_ID": "doomed"},
-                             tmp_path / "doomed.log")
+            doomed = Process(
+                ["worker"], {**env, "NIGHTSHIFT_EXECUTOR_ID": "doomed"}, tmp_path / "doomed.log"
+            )
             sent = [send(port, n, rejected=False) for n in numbers]
             store = Store(settings.database_url)
             deadline = time.monotonic() + 60
-            while not any(e == "doomed" and s == "PENDING" for _, s, e in
-                          engine_statuses(settings)):
+            while not any(
+                e == "doomed" and s == "PENDING" for _, s, e in engine_statuses(settings)
+            ):
                 assert time.monotonic() < deadline, doomed.output()
                 time.sleep(0.05)
             doomed.kill()  # dies mid-work, and is never restarted

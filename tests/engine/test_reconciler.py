@@ -13,20 +13,24 @@ NOW = datetime(2026, 11, 22, 6, 0, tzinfo=UTC)
 
 
 def github(fake: FakeGitHub) -> GitHubApp:
-    return GitHubApp(fake.app_id, fake.private_key, "https://api.github.com", write_interval=0,
-                     transport=fake.transport())
+    return GitHubApp(
+        fake.app_id,
+        fake.private_key,
+        "https://api.github.com",
+        write_interval=0,
+        transport=fake.transport(),
+    )
 
 
-def test_redelivers_what_failed_while_down_once_each(
-    store: Store, fake_github: FakeGitHub
-) -> None:
+def test_redelivers_what_failed_while_down_once_each(store: Store, fake_github: FakeGitHub) -> None:
     hour = timedelta(hours=1)
     failed = fake_github.add_hook_delivery("failed-guid", 502, NOW - 2 * hour)
     fake_github.add_hook_delivery("ok-guid", 202, NOW - 2 * hour)
     fake_github.add_hook_delivery("timeout-but-stored", 0, NOW - hour)
     fake_github.add_hook_delivery("too-old", 500, NOW - 80 * hour)
-    store.insert_deliveries([NewDelivery("timeout-but-stored", "issues", "labeled", "o/r", 1,
-                                         b"{}")])
+    store.insert_deliveries(
+        [NewDelivery("timeout-but-stored", "issues", "labeled", "o/r", 1, b"{}")]
+    )
     result = reconcile(github(fake_github), store, NOW.timestamp())
     assert result.redelivered == ("failed-guid",)
     assert fake_github.effects == ["redeliver:failed-guid"]

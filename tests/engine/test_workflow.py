@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import pytest
 from dbos import DBOS
@@ -18,19 +19,31 @@ from tests.helpers import body_of, labeled_issue
 
 @pytest.fixture
 def runtime(settings: Settings, fake_github: FakeGitHub) -> Iterator[Runtime]:
-    github = GitHubApp(fake_github.app_id, fake_github.private_key, "https://api.github.com",
-                       write_interval=0, transport=fake_github.transport())
+    github = GitHubApp(
+        fake_github.app_id,
+        fake_github.private_key,
+        "https://api.github.com",
+        write_interval=0,
+        transport=fake_github.transport(),
+    )
     runtime = Runtime(settings, github=github)
     runtime.launch(workers=True)
     yield runtime
     runtime.shutdown()
 
 
-def store_delivery(runtime: Runtime, delivery_id: str, data: dict[str, object],
-                   event: str = "issues") -> NewDelivery:
+def store_delivery(
+    runtime: Runtime, delivery_id: str, data: Mapping[str, Any], event: str = "issues"
+) -> NewDelivery:
     action = data.get("action")
-    item = NewDelivery(delivery_id, event, action if isinstance(action, str) else None,
-                       "octo/repo", 77, body_of(data))  # type: ignore[arg-type]
+    item = NewDelivery(
+        delivery_id,
+        event,
+        action if isinstance(action, str) else None,
+        "octo/repo",
+        77,
+        body_of(data),
+    )
     assert runtime.store.insert_deliveries([item]) == {delivery_id}
     return item
 
@@ -50,8 +63,10 @@ def test_labelled_issue_is_queued_on_github(runtime: Runtime, fake_github: FakeG
     assert wait_for(runtime, "d1") == {"d1": "done"}
     assert fake_github.effects == ["octo/repo#5:+nightshift:queued"]
     kinds = [(e.kind, e.what) for e in runtime.store.audit_log(delivery_id="d1")]
-    assert kinds == [("decision", "issues.labeled: 1 action(s)"),
-                     ("action", "octo/repo#5:+nightshift:queued")]
+    assert kinds == [
+        ("decision", "issues.labeled: 1 action(s)"),
+        ("action", "octo/repo#5:+nightshift:queued"),
+    ]
 
 
 def test_rejected_issue_gets_label_and_one_comment(
@@ -88,18 +103,28 @@ def test_sweeper_starts_deliveries_that_were_stored_but_never_enqueued(
 def test_failed_github_call_marks_the_delivery_failed(
     runtime: Runtime, fake_github: FakeGitHub
 ) -> None:
-    fake_github.fail("POST", r"/repos/octo/repo/issues/9/labels", 403,
-                     body={"message": "Resource not accessible by integration"})
+    fake_github.fail(
+        "POST",
+        r"/repos/octo/repo/issues/9/labels",
+        403,
+        body={"message": "Resource not accessible by integration"},
+    )
     runtime.enqueue([store_delivery(runtime, "d4", labeled_issue(number=9))])
     assert wait_for(runtime, "d4") == {"d4": "failed"}
     errors = [e.why for e in runtime.store.audit_log() if e.kind == "error"]
-    assert errors == ["intake: accepted for autonomous work: GitHub answered 403: "
-                      "Resource not accessible by integration"]
+    assert errors == [
+        "intake: accepted for autonomous work: GitHub answered 403: "
+        "Resource not accessible by integration"
+    ]
 
 
 def test_payload_missing_a_field_is_failed_with_the_reason(runtime: Runtime) -> None:
-    data = {"action": "labeled", "label": {"name": "autonomous"}, "issue": {"title": "?"},
-            "repository": {"full_name": "octo/repo"}}
+    data = {
+        "action": "labeled",
+        "label": {"name": "autonomous"},
+        "issue": {"title": "?"},
+        "repository": {"full_name": "octo/repo"},
+    }
     runtime.enqueue([store_delivery(runtime, "d5", data)])
     assert wait_for(runtime, "d5") == {"d5": "failed"}
     (row,) = runtime.store.list_deliveries(status="failed")

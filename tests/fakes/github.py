@@ -40,9 +40,11 @@ def make_app_key() -> tuple[str, str]:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     ).decode()
-    public = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
     return private, public
 
 
@@ -114,8 +116,9 @@ class FakeGitHub:
     ) -> None:
         """Answer the next `times` requests matching method and path (a regex) with an error."""
         self._programmed.append(
-            Programmed(method, path, status, headers or {}, body or {"message": "fake error"},
-                       times)
+            Programmed(
+                method, path, status, headers or {}, body or {"message": "fake error"}, times
+            )
         )
 
     def add_hook_delivery(
@@ -129,7 +132,9 @@ class FakeGitHub:
                 "delivered_at": delivered_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "redelivery": False,
                 "duration": 0.1,
-                "status": "OK" if 200 <= status_code < 300 else f"Invalid HTTP Response: {status_code}",
+                "status": "OK"
+                if 200 <= status_code < 300
+                else f"Invalid HTTP Response: {status_code}",
                 "status_code": status_code,
                 "event": event,
                 "action": None,
@@ -162,16 +167,15 @@ class FakeGitHub:
             path = path[len(self.path_prefix) :]
         body = json.loads(request.content) if request.content else None
         auth = request.headers.get("authorization", "")
-        self.requests.append(
-            Recorded(request.method, path, dict(request.url.params), body, auth)
-        )
+        self.requests.append(Recorded(request.method, path, dict(request.url.params), body, auth))
         for programmed in self._programmed:
             if programmed.method == request.method and re.fullmatch(programmed.path, path):
                 programmed.times -= 1
                 if programmed.times <= 0:
                     self._programmed.remove(programmed)
-                return httpx.Response(programmed.status, json=programmed.body,
-                                      headers=programmed.headers)
+                return httpx.Response(
+                    programmed.status, json=programmed.body, headers=programmed.headers
+                )
         for method, pattern, handler, needs in _ROUTES:
             match = re.fullmatch(pattern, path)
             if match and method == request.method:
@@ -244,7 +248,9 @@ class FakeGitHub:
         page = newest_first[start : start + per_page]
         headers = {}
         if start + per_page < len(newest_first):
-            following = f"{request.url.copy_with(query=None)}?per_page={per_page}&cursor={start + per_page}"
+            following = (
+                f"{request.url.copy_with(query=None)}?per_page={per_page}&cursor={start + per_page}"
+            )
             headers["link"] = f'<{following}>; rel="next"'
         return _json(200, page, headers)
 
@@ -266,8 +272,12 @@ _ROUTES: list[tuple[str, str, Handler, str]] = [
     ("GET", r"/app/hook/deliveries", FakeGitHub._list_hook_deliveries, "app"),
     ("POST", r"/app/hook/deliveries/(?P<id>\d+)/attempts", FakeGitHub._redeliver, "app"),
     ("POST", _REPO + r"/issues/(?P<n>\d+)/labels", FakeGitHub._add_labels, "installation"),
-    ("DELETE", _REPO + r"/issues/(?P<n>\d+)/labels/(?P<name>[^/]+)", FakeGitHub._remove_label,
-     "installation"),
+    (
+        "DELETE",
+        _REPO + r"/issues/(?P<n>\d+)/labels/(?P<name>[^/]+)",
+        FakeGitHub._remove_label,
+        "installation",
+    ),
     ("POST", _REPO + r"/issues/(?P<n>\d+)/comments", FakeGitHub._create_comment, "installation"),
     ("GET", _REPO + r"/issues/(?P<n>\d+)/comments", FakeGitHub._list_comments, "installation"),
 ]
@@ -298,8 +308,13 @@ class _Asgi:
             content=b"".join(chunks),
         )
         response = await asyncio.to_thread(self.fake.handle, request)
-        await send({"type": "http.response.start", "status": response.status_code,
-                    "headers": [(k.encode(), v.encode()) for k, v in response.headers.items()]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": response.status_code,
+                "headers": [(k.encode(), v.encode()) for k, v in response.headers.items()],
+            }
+        )
         await send({"type": "http.response.body", "body": response.content})
 
 
@@ -315,8 +330,9 @@ def serve(fake: FakeGitHub) -> Iterator[str]:
     """Serve the fake on a loopback port; yields its base URL."""
     port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(_Asgi(fake), host="127.0.0.1", port=port, log_level="warning",
-                       lifespan="off")
+        uvicorn.Config(
+            _Asgi(fake), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
+        )
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -28,8 +28,12 @@ class Harness:
         self.dispatched = dispatched
 
     async def post(
-        self, body: bytes, event: str = "issues", delivery: str | None = None,
-        secret: str = SECRET, **headers: str,
+        self,
+        body: bytes,
+        event: str = "issues",
+        delivery: str | None = None,
+        secret: str = SECRET,
+        **headers: str,
     ) -> httpx.Response:
         sent = {**signed_headers(body, secret, event, delivery), **headers}
         return await self.client.post(URL, content=body, headers=sent)
@@ -42,8 +46,9 @@ async def _harness(store: Store, secrets: Sequence[str]) -> AsyncIterator[Harnes
         dispatched.extend(item.id for item in items)
 
     inbox = Inbox(store, on_stored=on_stored)
-    app = create_app(secrets=[s.encode() for s in secrets], inbox=inbox, router=ROUTER,
-                     metrics=Metrics(store))
+    app = create_app(
+        secrets=[s.encode() for s in secrets], inbox=inbox, router=ROUTER, metrics=Metrics(store)
+    )
     inbox.start()
     try:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app)) as client:
@@ -69,7 +74,11 @@ async def test_stores_a_verified_delivery_then_answers_202(ingress: Harness) -> 
     assert stored is not None
     row, body = stored
     assert (row.event, row.action, row.repository, row.status) == (
-        "issues", "labeled", "octo/repo", "queued")
+        "issues",
+        "labeled",
+        "octo/repo",
+        "queued",
+    )
     assert body == LABELED  # the raw bytes, exactly as signed
     assert ingress.dispatched == ["d-202"]
 
@@ -107,8 +116,9 @@ async def test_unknown_events_and_actions_are_stored_as_ignored(
 
 
 async def test_unknown_event_is_ignored_not_processed(ingress: Harness) -> None:
-    response = await ingress.post(body_of({"action": "created"}), event="deployment_status",
-                                  delivery="unk")
+    response = await ingress.post(
+        body_of({"action": "created"}), event="deployment_status", delivery="unk"
+    )
     assert response.json()["status"] == "ignored"
     assert [row.status for row in ingress.store.list_deliveries()] == ["ignored"]
     assert ingress.dispatched == ["unk"]  # handed over; the engine skips non-queued rows
@@ -216,8 +226,9 @@ def test_githubs_published_signature_test_vector() -> None:
     header = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
     assert signature_matches(b"Hello, World!", header, [b"It's a Secret to Everybody"])
     assert not signature_matches(b"Hello, World!", header, [b"It's a secret to everybody"])
-    assert not signature_matches(b"Hello, World!", header.replace("sha256=", "sha1="),
-                                 [b"It's a Secret to Everybody"])
+    assert not signature_matches(
+        b"Hello, World!", header.replace("sha256=", "sha1="), [b"It's a Secret to Everybody"]
+    )
     assert sign("It's a Secret to Everybody", "Hello, World!") == header
 
 

@@ -54,24 +54,48 @@ def _intake(env: Envelope, config: Config) -> list[Action]:
     if failed:
         actions: list[Action] = []
         if QUEUED_LABEL in issue.label_names:
-            actions.append(RemoveLabel(repo=repo, number=number, label=QUEUED_LABEL,
-                                       reason="intake: validation failed"))
+            actions.append(
+                RemoveLabel(
+                    repo=repo, number=number, label=QUEUED_LABEL, reason="intake: validation failed"
+                )
+            )
         body = REJECTED_COMMENT.format(
             problems="\n".join(f"- {problem}" for problem in failed), label=config.trigger_label
         )
         actions += [
-            AddLabels(repo=repo, number=number, labels=(REJECTED_LABEL,),
-                      reason=f"intake: {len(failed)} validation rule(s) failed"),
-            Comment(repo=repo, number=number, body=body, key=f"intake-rejected:{env.delivery_id}",
-                    reason="intake: tell the maintainer what to fix"),
+            AddLabels(
+                repo=repo,
+                number=number,
+                labels=(REJECTED_LABEL,),
+                reason=f"intake: {len(failed)} validation rule(s) failed",
+            ),
+            Comment(
+                repo=repo,
+                number=number,
+                body=body,
+                key=f"intake-rejected:{env.delivery_id}",
+                reason="intake: tell the maintainer what to fix",
+            ),
         ]
         return actions
     actions = []
     if REJECTED_LABEL in issue.label_names:
-        actions.append(RemoveLabel(repo=repo, number=number, label=REJECTED_LABEL,
-                                   reason="intake: the issue now passes validation"))
-    actions.append(AddLabels(repo=repo, number=number, labels=(QUEUED_LABEL,),
-                             reason="intake: accepted for autonomous work"))
+        actions.append(
+            RemoveLabel(
+                repo=repo,
+                number=number,
+                label=REJECTED_LABEL,
+                reason="intake: the issue now passes validation",
+            )
+        )
+    actions.append(
+        AddLabels(
+            repo=repo,
+            number=number,
+            labels=(QUEUED_LABEL,),
+            reason="intake: accepted for autonomous work",
+        )
+    )
     return actions
 
 
@@ -98,8 +122,12 @@ def on_unlabeled(env: Envelope, state: RepoState, config: Config) -> Sequence[Ac
         return []
     issue = view(IssueView, env.payload, "issue")
     return [
-        RemoveLabel(repo=env.repository, number=issue.number, label=name,
-                    reason=f"intake: the `{config.trigger_label}` label was removed")
+        RemoveLabel(
+            repo=env.repository,
+            number=issue.number,
+            label=name,
+            reason=f"intake: the `{config.trigger_label}` label was removed",
+        )
         for name in (QUEUED_LABEL, REJECTED_LABEL)
         if name in issue.label_names
     ]

@@ -1,0 +1,156 @@
+"""The `nightshift` command: clear one-line errors, and the audit and deliveries listings."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from app.__main__ import main
+from app.effects.store import AuditEntry, NewDelivery, Store
+from app.settings import Settings, load_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)  # no stray .env
+    for name in list(__import__("os").environ):
+        if name.startswith("NIGHTSHIFT_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        pytest.param({}, "nightshift: error: NIGHTSHIFT_WEBHOOK_SECRET is not set", id="no-secret"),
+        pytest.param(
+            {"NIGHTSHIFT_WEBHOOK_SECRET": "s", "NIGHTSHIFT_DATABASE_URL": "mysql://x/y"},
+            "nightshift: error: NIGHTSHIFT_DATABASE_URL: Value error, must start with sqlite:///"
+            " or postgresql://",
+            id="bad-database-url",
+        ),
+        pytest.param(
+            {"NIGHTSHIFT_WEBHOOK_SECRET": "s", "NIGHTSHIFT_APP_ID": "twelve"},
+            "nightshift: error: NIGHTSHIFT_APP_ID: Input should be a valid integer",
+            id="bad-app-id",
+        ),
+        pytest.param(
+            {"NIGHTSHIFT_WEBHOOK_SECRET": "s", "NIGHTSHIFT_DRY_RUN": "perhaps"},
+            "nightshift: error: NIGHTSHIFT_DRY_RUN: Input should be a valid boolean",
+            id="bad-bool",
+        ),
+        pytest.param(
+            {
+                "NIGHTSHIFT_WEBHOOK_SECRET": "s",
+                "NIGHTSHIFT_APP_ID": "1",
+                "NIGHTSHIFT_PRIVATE_KEY_PATH": "/nonexistent/key.pem",
+            },
+            "nightshift: error: NIGHTSHIFT_PRIVATE_KEY_PATH: cannot read /nonexistent/key.pem",
+            id="unreadable-key",
+        ),
+        pytest.param(
+            {"NIGHTSHIFT_WEBHOOK_SECRET": "s", "NIGHTSHIFT_GITHUB_API_URL": "ftp://ghe"},
+            "nightshift: error: NIGHTSHIFT_GITHUB_API_URL: Value error, must be an http(s) URL",
+            id="bad-api-url",
+        ),
+    ],
+)
+def test_bad_settings_stop_serve_with_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    env: dict[str, str],
+    message: str,
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert main(["serve"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(message)
+    assert len(err.splitlines()) == 1
+
+
+def test_no_workers_needs_postgres(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("NIGHTSHIFT_WEBHOOK_SECRET", "s")
+    assert main(["serve", "--no-workers"]) == 2
+    assert "--no-workers needs a postgresql://" in capsys.readouterr().err
+    assert main(["worker"]) == 2
+    assert "`nightshift worker` needs a postgresql://" in capsys.readouterr().err
+
+
+def test_secrets_are_comma_separated_and_read_from_dotenv(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("NIGHTSHIFT_WEBHOOK_SECRET=new-one, old-one\n")
+    settings = load_settings()
+    assert settings.secrets() == [b"new-one", b"old-one"]
+    assert "new-one" not in repr(settings)  # secrets never printed
+
+
+def test_settings_error_from_a_real_process_has_no_traceback(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "app", "serve"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "PYTHONPATH": str(ROOT),
+            "NIGHTSHIFT_WEBHOOK_SECRET": "s",
+            "NIGHTSHIFT_DATABASE_URL": "oracle://db",
+        },
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith("nightshift: error: NIGHTSHIFT_DATABASE_URL")
+    )
+
+
+def test_audit_and_deliveries_listings(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], settings: Settings
+) -> None:
+    monkeypatch.setenv("NIGHTSHIFT_DATABASE_URL", settings.database_url)
+    store = Store(settings.database_url, clock=lambda: 1_795_000_000.0)
+    store.migrate()
+    store.insert_deliveries([NewDelivery("g-1", "issues", "labeled", "octo/repo", 7, b"{}")])
+    store.finish_delivery("g-1", "done")
+    store.record(
+        AuditEntry(
+            kind="action",
+            what="octo/repo#1:+nightshift:queued",
+            why="intake: accepted",
+            delivery_id="g-1",
+            repository="octo/repo",
+        )
+    )
+    store.dispose()
+
+    assert main(["deliveries", "--json"]) == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    assert json.loads(line) == {
+        "id": "g-1",
+        "event": "issues",
+        "action": "labeled",
+        "repository": "octo/repo",
+        "installation_id": 7,
+        "received_at": "2026-11-18T11:06:40Z",
+        "status": "done",
+        "finished_at": "2026-11-18T11:06:40Z",
+        "error": None,
+    }
+    assert main(["audit", "--json"]) == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    assert json.loads(line)["what"] == "octo/repo#1:+nightshift:queued"
+    assert main(["audit"]) == 0
+    assert "octo/repo#1:+nightshift:queued  (intake: accepted)" in capsys.readouterr().out
+    assert main(["deliveries", "--status", "failed"]) == 0
+    assert capsys.readouterr().out == ""
