@@ -94,7 +94,7 @@ def _serve(settings: Settings, host: str, port: int, *, workers: bool) -> int:
     _warn_about_credentials(settings)
     runtime = Runtime(settings)
     runtime.launch(workers=workers)
-    inbox = Inbox(runtime.store, on_stored=runtime.dispatch)
+    inbox = Inbox(runtime.store, on_stored=runtime.wake if workers else None)
     app = create_app(
         secrets=settings.secrets(), inbox=inbox, router=ROUTER, metrics=runtime.metrics
     )
@@ -148,10 +148,14 @@ def _open_store(settings: Settings) -> Iterator[Any]:
         store.dispose()
 
 
-def _when(ts: float | None) -> str:
+def _iso(ts: float | None) -> str | None:
     if ts is None:
-        return "-"
+        return None
     return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _when(ts: float | None) -> str:
+    return _iso(ts) or "-"
 
 
 def _audit(settings: Settings, as_json: bool, limit: int, delivery: str | None) -> int:
@@ -159,7 +163,7 @@ def _audit(settings: Settings, as_json: bool, limit: int, delivery: str | None) 
         entries = store.audit_log(limit=limit, delivery_id=delivery)
     for entry in entries:
         if as_json:
-            print(json.dumps({**asdict(entry), "at": _when(entry.at)}))
+            print(json.dumps({**asdict(entry), "at": _iso(entry.at)}))
         else:
             print(
                 f"{_when(entry.at)}  {entry.kind:<8}  {entry.repository or '-':<24}  "
@@ -177,8 +181,9 @@ def _deliveries(settings: Settings, as_json: bool, limit: int, status: str | Non
                 json.dumps(
                     {
                         **asdict(row),
-                        "received_at": _when(row.received_at),
-                        "finished_at": _when(row.finished_at),
+                        "received_at": _iso(row.received_at),
+                        "dispatched_at": _iso(row.dispatched_at),
+                        "finished_at": _iso(row.finished_at),
                     }
                 )
             )

@@ -144,6 +144,7 @@ def test_audit_and_deliveries_listings(
         "installation_id": 7,
         "received_at": "2026-11-18T11:06:40Z",
         "status": "done",
+        "dispatched_at": None,
         "finished_at": "2026-11-18T11:06:40Z",
         "error": None,
     }

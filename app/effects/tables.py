@@ -19,6 +19,8 @@ deliveries = sa.Table(
     sa.Column("body", sa.LargeBinary, nullable=False),
     # queued | done | ignored | failed
     sa.Column("status", sa.String(16), nullable=False, index=True),
+    # when its workflow was enqueued; NULL while it waits in the inbox
+    sa.Column("dispatched_at", sa.Float, nullable=True),
     sa.Column("finished_at", sa.Float, nullable=True),
     sa.Column("error", sa.Text, nullable=True),
 )

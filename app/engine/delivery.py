@@ -58,7 +58,8 @@ class DeliveryEngine(DBOSConfiguredInstance):
                 outcome = self.execute(delivery_id, plan["installation_id"], index, action)
                 failed = failed or outcome == "failed"
             status = "failed" if failed else "done"
-        self.finish(delivery_id, status, plan.get("error"))
+            self.finish(delivery_id, status, plan.get("error"))
+        # otherwise the plan step already recorded the outcome: nothing was left to do
         self.metrics.handling_seconds.labels(plan.get("event", "unknown")).observe(
             time.monotonic() - started
         )
@@ -74,7 +75,8 @@ class DeliveryEngine(DBOSConfiguredInstance):
         try:
             env = Envelope.parse(delivery_id, row.event, body)
         except EnvelopeError as exc:
-            return {"status": "failed", "event": row.event, "error": str(exc)}
+            self.store.finish_delivery(delivery_id, "failed", str(exc))
+            return {"status": "failed", "event": row.event}
         state = RepoState(paused=self.store.is_paused(env.repository))
         decision = decide(env, state, DEFAULT_CONFIG)
         # a re-run of this step (the process died before its checkpoint) records nothing twice
@@ -115,6 +117,11 @@ class DeliveryEngine(DBOSConfiguredInstance):
         ]
         if first_run:
             self.store.record(*entries)
+        if not decision.actions:
+            status = "failed" if decision.failures else "done"
+            error = "; ".join(f"{f.rule}: {f.error}" for f in decision.failures) or None
+            self.store.finish_delivery(delivery_id, status, error)
+            return {"status": status, "event": env.event}
         return {
             "status": "handled",
             "event": env.event,

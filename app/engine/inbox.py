@@ -78,25 +78,35 @@ class Inbox:
         try:
             inserted = self.store.insert_deliveries([p.item for p in batch])
         except Exception as exc:  # the database is down: every waiter gets the error
-            for pending in batch:
-                pending.loop.call_soon_threadsafe(_fail, pending.future, exc)
+            _settle(batch, [exc] * len(batch))
             return
         fresh: list[NewDelivery] = []
+        outcomes: list[bool | BaseException] = []
         for pending in batch:
             new = pending.item.id in inserted
             if new:
                 inserted.discard(pending.item.id)  # a repeat within the batch is a duplicate
                 fresh.append(pending.item)
-            pending.loop.call_soon_threadsafe(_succeed, pending.future, new)
+            outcomes.append(new)
+        _settle(batch, outcomes)
         if fresh and self.on_stored is not None:
             self.on_stored(fresh)
 
 
-def _succeed(future: asyncio.Future[bool], value: bool) -> None:
-    if not future.done():
-        future.set_result(value)
+def _settle(batch: list[_Pending], outcomes: Sequence[bool | BaseException]) -> None:
+    """Resolve the waiters, waking each event loop once per batch rather than per request."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[bool], object]]] = {}
+    for pending, outcome in zip(batch, outcomes, strict=True):
+        by_loop.setdefault(pending.loop, []).append((pending.future, outcome))
+    for loop, settled in by_loop.items():
+        loop.call_soon_threadsafe(_resolve, settled)
 
 
-def _fail(future: asyncio.Future[bool], exc: BaseException) -> None:
-    if not future.done():
-        future.set_exception(exc)
+def _resolve(settled: list[tuple[asyncio.Future[bool], object]]) -> None:
+    for future, outcome in settled:
+        if future.done():
+            continue
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(bool(outcome))

@@ -1,16 +1,20 @@
 """Wiring: the store, GitHub, the executor and the DBOS engine, built once per process.
 
 Roles: `serve` runs the ingress and (unless --no-workers) the workers; `worker` runs only
-workers. Workers dequeue delivery workflows, sweep the inbox for deliveries that were
-stored but never enqueued (an ingress that died in between), recover the workflows of
-workers that died and never came back (PostgreSQL), and reconcile missed deliveries.
+workers. Workers pump stored deliveries from the inbox into delivery workflows, run those
+workflows, recover the workflows of workers that died and never came back (PostgreSQL),
+and reconcile missed deliveries.
+
+The pump is what keeps a burst cheap: the ingress only commits to the inbox and wakes
+the pump; the pump enqueues workflows as fast as the workers finish them (at most
+`IN_FLIGHT_PER_WORKER_SLOT` per concurrency slot in flight), so a burst of webhooks costs
+the ingress one group commit each and never thousands of engine writes at once.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import queue
 import socket
 import threading
 import time
@@ -31,8 +35,9 @@ from app.settings import Settings
 
 log = logging.getLogger("nightshift")
 
-SWEEP_INTERVAL = 15.0
-SWEEP_GRACE = 10.0  # an ingress enqueues right after its commit; give it this long
+PUMP_INTERVAL = 0.25  # polling, for deliveries stored by another process
+PUMP_MIN_GAP = 0.05
+IN_FLIGHT_PER_WORKER_SLOT = 4
 HEARTBEAT_INTERVAL = 10.0
 
 
@@ -81,13 +86,20 @@ class Runtime:
         self.workers = False
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._dispatch_queue: queue.SimpleQueue[Sequence[NewDelivery] | None] = queue.SimpleQueue()
+        self._wake = threading.Event()
 
     # lifecycle ------------------------------------------------------------------------------
 
     def launch(self, *, workers: bool) -> None:
+        """Migrate the store; with workers, start the engine and the background jobs.
+
+        An ingress-only process needs no engine: it commits to the inbox, and the workers'
+        pumps (which poll) start the workflows.
+        """
         self.store.migrate()
         self.workers = workers
+        if not workers:
+            return
         DBOS(
             config={
                 "name": "nightshift",
@@ -97,39 +109,34 @@ class Runtime:
                 "log_level": "WARNING",
             }
         )
-        if not workers:
-            DBOS.listen_queues([])  # enqueue only; worker processes dequeue
         DBOS.launch()
         self.queue = DBOS.register_queue(
             DELIVERY_QUEUE,
             worker_concurrency=self.settings.worker_concurrency,
             polling_interval_sec=0.2,
         )
-        dispatcher = threading.Thread(
-            target=self._dispatch_loop, name="nightshift-dispatch", daemon=True
-        )
-        dispatcher.start()
-        self._threads.append(dispatcher)
-        if workers:
-            self.store.touch_worker(self.executor_id)
-            self._spawn("sweeper", SWEEP_INTERVAL, self.sweep, first_run=True)
-            if self.settings.is_postgres:
-                interval = max(0.5, min(HEARTBEAT_INTERVAL, self.settings.dead_worker_seconds / 4))
-                self._spawn("heartbeat", interval, self.heartbeat)
-            if self.github is not None and not self.settings.dry_run:
-                self._spawn(
-                    "reconciler",
-                    self.settings.reconcile_interval_seconds,
-                    self.reconcile,
-                    first_run=True,
-                )
+        self.store.touch_worker(self.executor_id)
+        pump = threading.Thread(target=self._pump_loop, name="nightshift-pump", daemon=True)
+        pump.start()
+        self._threads.append(pump)
+        if self.settings.is_postgres:
+            interval = max(0.5, min(HEARTBEAT_INTERVAL, self.settings.dead_worker_seconds / 4))
+            self._spawn("heartbeat", interval, self.heartbeat)
+        if self.github is not None and not self.settings.dry_run:
+            self._spawn(
+                "reconciler",
+                self.settings.reconcile_interval_seconds,
+                self.reconcile,
+                first_run=True,
+            )
 
     def shutdown(self) -> None:
         self._stop.set()
-        self._dispatch_queue.put(None)
+        self._wake.set()
         for thread in self._threads:
             thread.join(timeout=5)
-        DBOS.destroy(workflow_completion_timeout_sec=5)
+        if self.workers:
+            DBOS.destroy(workflow_completion_timeout_sec=5)
         self.store.dispose()
 
     def _spawn(
@@ -152,34 +159,43 @@ class Runtime:
 
     # work -----------------------------------------------------------------------------------
 
-    def dispatch(self, deliveries: Sequence[NewDelivery]) -> None:
-        """Hand stored deliveries to the engine without holding up the inbox's next commit."""
-        self._dispatch_queue.put(deliveries)
+    def wake(self, stored: Sequence[NewDelivery] = ()) -> None:
+        """Tell the pump that deliveries were stored (the ingress calls this after a commit)."""
+        self._wake.set()
 
-    def _dispatch_loop(self) -> None:
-        while (batch := self._dispatch_queue.get()) is not None:
+    def _pump_loop(self) -> None:
+        while not self._stop.is_set():
             try:
-                self.enqueue(batch)
-            except Exception:  # the sweeper starts what could not be enqueued here
-                log.exception("could not enqueue %d deliveries; the sweeper retries", len(batch))
+                self.pump()
+            except Exception:
+                log.exception("the pump failed; it tries again in %ss", PUMP_INTERVAL)
+            self._wake.wait(PUMP_INTERVAL)
+            self._wake.clear()
+            # under a burst the ingress wakes the pump after every commit; one pass per
+            # PUMP_MIN_GAP is enough and leaves the CPU to the ingress
+            self._stop.wait(PUMP_MIN_GAP)
 
-    def enqueue(self, deliveries: Sequence[NewDelivery]) -> None:
-        """Start the workflow of each stored delivery (idempotent: the GUID is the id)."""
-        for delivery in deliveries:
-            if delivery.status != "queued":
-                continue
-            with SetWorkflowID(delivery.id):
-                self.queue.enqueue(self.engine.handle, delivery.id)
+    def pump(self) -> int:
+        """Enqueue the workflows of stored deliveries, as many as there is room for.
 
-    def sweep(self, grace: float = SWEEP_GRACE) -> int:
-        """Enqueue deliveries that were stored but whose workflow was never started."""
-        started = 0
-        for delivery_id in self.store.queued_deliveries(received_before=self.clock() - grace):
-            if DBOS.get_workflow_status(delivery_id) is None:
-                with SetWorkflowID(delivery_id):
-                    self.queue.enqueue(self.engine.handle, delivery_id)
-                started += 1
-        return started
+        Idempotent: the delivery GUID is the workflow id, so a delivery enqueued twice (two
+        pumps, or a crash before `mark_dispatched`) still runs once.
+        """
+        room = self.settings.worker_concurrency * IN_FLIGHT_PER_WORKER_SLOT
+        room -= self.store.in_flight()
+        if room <= 0:
+            return 0
+        ids = self.store.undispatched(limit=room)
+        for delivery_id in ids:
+            self.start(delivery_id)
+        if ids:
+            self.store.mark_dispatched(ids)
+        return len(ids)
+
+    def start(self, delivery_id: str) -> None:
+        """Enqueue the delivery's workflow; a second start returns the first one's handle."""
+        with SetWorkflowID(delivery_id):
+            self.queue.enqueue(self.engine.handle, delivery_id)
 
     def heartbeat(self) -> None:
         """Say this worker is alive; recover the pending workflows of workers that are not.

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import time
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
 from starlette.types import Receive, Scope, Send
 
 from app.core.envelope import Envelope, EnvelopeError
@@ -22,6 +22,16 @@ from app.effects.store import NewDelivery
 from app.engine.inbox import Inbox
 from app.metrics import Metrics
 from app.settings import MAX_WEBHOOK_BYTES
+
+_WANTED_HEADERS = frozenset(
+    {
+        b"content-type",
+        b"content-length",
+        b"x-github-event",
+        b"x-github-delivery",
+        b"x-hub-signature-256",
+    }
+)
 
 
 class _Reject(Exception):
@@ -70,7 +80,7 @@ class WebhookEndpoint:
             headers: Sequence[tuple[bytes, bytes]] = ()
         except _Reject as reject:
             status, payload, headers = reject.status, {"error": reject.message}, reject.headers
-        body = json.dumps(payload).encode()
+        body = orjson.dumps(payload)
         await send(
             {
                 "type": "http.response.start",
@@ -89,7 +99,12 @@ class WebhookEndpoint:
     async def _handle(self, scope: Scope, receive: Receive) -> tuple[int, dict[str, Any]]:
         if scope["method"] != "POST":
             raise _Reject(405, "use POST", [(b"allow", b"POST")])
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        # ASGI servers give header names lower-cased; only the few we read are decoded
+        headers = {
+            name.decode(): value.decode("latin-1")
+            for name, value in scope["headers"]
+            if name in _WANTED_HEADERS
+        }
         content_type = headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type != "application/json":
             raise _Reject(415, "content type must be application/json (set it in the App settings)")

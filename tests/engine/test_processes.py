@@ -115,6 +115,11 @@ def engine_statuses(settings: Settings) -> list[tuple[str, str, str]]:
     url = engine_database_url(settings.database_url)
     engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
     table = "dbos.workflow_status" if settings.is_postgres else "workflow_status"
+    if not sa.inspect(engine).has_table(
+        "workflow_status", schema="dbos" if settings.is_postgres else None
+    ):
+        engine.dispose()
+        return []  # no worker has started the engine yet
     with engine.connect() as connection:
         rows = connection.execute(
             sa.text(

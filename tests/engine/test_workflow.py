@@ -59,7 +59,8 @@ def wait_for(runtime: Runtime, *ids: str, timeout: float = 30) -> dict[str, str]
 
 
 def test_labelled_issue_is_queued_on_github(runtime: Runtime, fake_github: FakeGitHub) -> None:
-    runtime.enqueue([store_delivery(runtime, "d1", labeled_issue(number=5))])
+    store_delivery(runtime, "d1", labeled_issue(number=5))
+    runtime.wake()
     assert wait_for(runtime, "d1") == {"d1": "done"}
     assert fake_github.effects == ["octo/repo#5:+nightshift:queued"]
     kinds = [(e.kind, e.what) for e in runtime.store.audit_log(delivery_id="d1")]
@@ -72,7 +73,8 @@ def test_labelled_issue_is_queued_on_github(runtime: Runtime, fake_github: FakeG
 def test_rejected_issue_gets_label_and_one_comment(
     runtime: Runtime, fake_github: FakeGitHub
 ) -> None:
-    runtime.enqueue([store_delivery(runtime, "d2", labeled_issue(number=6, body="fix it"))])
+    store_delivery(runtime, "d2", labeled_issue(number=6, body="fix it"))
+    runtime.wake()
     assert wait_for(runtime, "d2") == {"d2": "done"}
     assert fake_github.effects == [
         "octo/repo#6:+nightshift:rejected",
@@ -82,22 +84,37 @@ def test_rejected_issue_gets_label_and_one_comment(
 
 def test_same_delivery_started_twice_runs_once(runtime: Runtime, fake_github: FakeGitHub) -> None:
     item = store_delivery(runtime, "d3", labeled_issue(number=7))
-    runtime.enqueue([item])
-    runtime.enqueue([item])
+    runtime.start(item.id)
+    runtime.start(item.id)
     wait_for(runtime, "d3")
     assert DBOS.retrieve_workflow("d3").get_result() == "done"
-    runtime.enqueue([item])
+    runtime.start(item.id)
+    runtime.pump()
     time.sleep(0.5)
     assert fake_github.effects == ["octo/repo#7:+nightshift:queued"]
 
 
-def test_sweeper_starts_deliveries_that_were_stored_but_never_enqueued(
+def test_pump_starts_stored_deliveries_without_being_woken(
     runtime: Runtime, fake_github: FakeGitHub
 ) -> None:
+    # as when another process's ingress stored it, or this one died before waking the pump
     store_delivery(runtime, "orphan", labeled_issue(number=8))
-    assert runtime.sweep(grace=0) == 1
     assert wait_for(runtime, "orphan") == {"orphan": "done"}
-    assert runtime.sweep(grace=0) == 0
+    assert runtime.pump() == 0
+    assert fake_github.effects == ["octo/repo#8:+nightshift:queued"]
+
+
+def test_pump_keeps_a_burst_out_of_the_engine_until_there_is_room(
+    runtime: Runtime, fake_github: FakeGitHub
+) -> None:
+    fake_github.latency = 0.05
+    room = runtime.settings.worker_concurrency * 4
+    burst = [f"b{n}" for n in range(room + 20)]
+    for n, delivery_id in enumerate(burst):
+        store_delivery(runtime, delivery_id, labeled_issue(number=100 + n))
+    time.sleep(0.6)
+    assert runtime.store.in_flight() <= room
+    assert set(wait_for(runtime, *burst, timeout=60).values()) == {"done"}
 
 
 def test_failed_github_call_marks_the_delivery_failed(
@@ -109,7 +126,8 @@ def test_failed_github_call_marks_the_delivery_failed(
         403,
         body={"message": "Resource not accessible by integration"},
     )
-    runtime.enqueue([store_delivery(runtime, "d4", labeled_issue(number=9))])
+    store_delivery(runtime, "d4", labeled_issue(number=9))
+    runtime.wake()
     assert wait_for(runtime, "d4") == {"d4": "failed"}
     errors = [e.why for e in runtime.store.audit_log() if e.kind == "error"]
     assert errors == [
@@ -125,7 +143,8 @@ def test_payload_missing_a_field_is_failed_with_the_reason(runtime: Runtime) -> 
         "issue": {"title": "?"},
         "repository": {"full_name": "octo/repo"},
     }
-    runtime.enqueue([store_delivery(runtime, "d5", data)])
+    store_delivery(runtime, "d5", data)
+    runtime.wake()
     assert wait_for(runtime, "d5") == {"d5": "failed"}
     (row,) = runtime.store.list_deliveries(status="failed")
     assert row.error is not None and "issue.number" in row.error
@@ -136,7 +155,8 @@ def test_paused_repository_takes_no_action(runtime: Runtime, fake_github: FakeGi
 
     with runtime.store.engine.begin() as connection:
         connection.execute(pauses.insert().values(repository="*", since=0, by="test"))
-    runtime.enqueue([store_delivery(runtime, "d6", labeled_issue(number=10))])
+    store_delivery(runtime, "d6", labeled_issue(number=10))
+    runtime.wake()
     assert wait_for(runtime, "d6") == {"d6": "done"}
     assert fake_github.effects == []
     assert runtime.store.audit_log(delivery_id="d6")[0].why == "paused: no automatic action"

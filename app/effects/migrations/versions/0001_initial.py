@@ -26,6 +26,7 @@ def upgrade() -> None:
         sa.Column("received_at", sa.Float, nullable=False),
         sa.Column("body", sa.LargeBinary, nullable=False),
         sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("dispatched_at", sa.Float, nullable=True),
         sa.Column("finished_at", sa.Float, nullable=True),
         sa.Column("error", sa.Text, nullable=True),
     )
