@@ -52,6 +52,18 @@ def _parser() -> argparse.ArgumentParser:
     deliveries.add_argument(
         "--status", choices=["queued", "done", "ignored", "failed"], help="only this status"
     )
+
+    config = sub.add_parser("config", help="repository configuration (.github/nightshift.yml)")
+    config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    config_check = config_sub.add_parser("check", help="validate a nightshift.yml file")
+    config_check.add_argument("file", help="path to the file")
+    config_check.add_argument("--json", action="store_true", help="print the settings as JSON")
+
+    roster = sub.add_parser("roster", help="the agent roster (AGENT_ROSTER.md)")
+    roster_sub = roster.add_subparsers(dest="roster_command", required=True, metavar="ACTION")
+    roster_check = roster_sub.add_parser("check", help="parse a roster and list agents or errors")
+    roster_check.add_argument("file", help="path to the file")
+    roster_check.add_argument("--json", action="store_true", help="print the agents as JSON")
     return parser
 
 
@@ -62,6 +74,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
+        if args.command == "config":
+            return _config_check(args.file, args.json)
+        if args.command == "roster":
+            return _roster_check(args.file, args.json)
         settings = load_settings()
         if args.command == "serve":
             return _serve(settings, args.host, args.port, workers=not args.no_workers)
@@ -194,6 +210,60 @@ def _deliveries(settings: Settings, as_json: bool, limit: int, status: str | Non
                 f"{row.repository or '-'}" + (f"  error: {row.error}" if row.error else "")
             )
     return 0
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except OSError as exc:
+        raise CommandError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _config_check(path: str, as_json: bool) -> int:
+    from app.core import config
+
+    text = _read(path)
+    try:
+        raw = config.load_yaml(text, path)
+        extends = config.extends_of(raw, owner="OWNER", file=path)
+        settings = config.validate(raw, path)
+    except config.ConfigError as exc:
+        print(f"nightshift: error: {exc}", file=sys.stderr)
+        return 1
+    if as_json:
+        print(json.dumps(settings.model_dump(mode="json"), indent=2))
+        return 0
+    print(f"{path}: valid")
+    if extends is not None:
+        print(f"extends {raw['_extends']!r}: the inherited settings are not checked here")
+    import yaml
+
+    print(yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False).rstrip())
+    return 0
+
+
+def _roster_check(path: str, as_json: bool) -> int:
+    from app.core import roster
+
+    parsed = roster.parse(_read(path))
+    if as_json:
+        agents = [
+            {**agent.__dict__, "capabilities": sorted(agent.capabilities)}
+            for agent in parsed.agents
+        ]
+        problems = [problem.__dict__ for problem in parsed.problems]
+        print(json.dumps({"agents": agents, "problems": problems}, indent=2))
+    else:
+        for agent in parsed.agents:
+            print(
+                f"{agent.name:<16} @{agent.github:<28} {agent.transport:<8} {agent.endpoint:<40} "
+                f"max {agent.max_tasks}  backup {agent.backup or '-'}  "
+                f"[{', '.join(sorted(agent.capabilities))}]"
+            )
+        for problem in parsed.problems:
+            print(f"{path}: {problem}", file=sys.stderr)
+    return 1 if parsed.problems else 0
 
 
 if __name__ == "__main__":

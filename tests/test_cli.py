@@ -155,3 +155,65 @@ def test_audit_and_deliveries_listings(
     assert "octo/repo#1:+nightshift:queued  (intake: accepted)" in capsys.readouterr().out
     assert main(["deliveries", "--status", "failed"]) == 0
     assert capsys.readouterr().out == ""
+
+
+def test_config_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = tmp_path / "nightshift.yml"
+    good.write_text("_extends: .github\nlimits:\n  max_fix_rounds: 2\n")
+    assert main(["config", "check", str(good)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"{good}: valid\nextends '.github'")
+    assert "  max_fix_rounds: 2\n" in out
+    assert main(["config", "check", "--json", str(good)]) == 0
+    assert json.loads(capsys.readouterr().out)["limits"]["max_fix_rounds"] == 2
+
+    bad = tmp_path / "bad.yml"
+    bad.write_text("limits:\n  max_fix_rounds: 0\n")
+    assert main(["config", "check", str(bad)]) == 1
+    assert capsys.readouterr().err == (
+        f"nightshift: error: {bad}: limits.max_fix_rounds: "
+        "Input should be greater than or equal to 1\n"
+    )
+    assert main(["config", "check", str(tmp_path / "absent.yml")]) == 2
+    assert "cannot read" in capsys.readouterr().err
+
+
+def test_roster_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["roster", "check", str(ROOT / "AGENT_ROSTER.md")]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].split() == [
+        "copilot",
+        "@copilot-swe-agent[bot]",
+        "github",
+        "assign",
+        "max",
+        "3",
+        "backup",
+        "claude",
+        "[docs,",
+        "python,",
+        "tests]",
+    ]
+    bad = tmp_path / "AGENT_ROSTER.md"
+    bad.write_text(
+        "| Agent | GitHub | Capabilities | Transport | Endpoint | Max tasks | Backup |\n"
+        "|---|---|---|---|---|---|---|\n"
+        "| ok | ok-bot | py | github | assign | 1 | - |\n"
+        "| no | no-bot | py | smoke | x | 1 | - |\n"
+    )
+    assert main(["roster", "check", str(bad)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out.startswith("ok ")
+    assert captured.err == (
+        f"{bad}: line 4, column 22: transport 'smoke' must be one of github, webhook, maestro\n"
+    )
+    assert main(["roster", "check", "--json", str(bad)]) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert [a["name"] for a in data["agents"]] == ["ok"]
+    assert data["problems"] == [
+        {
+            "line": 4,
+            "column": 22,
+            "message": "transport 'smoke' must be one of github, webhook, maestro",
+        }
+    ]
