@@ -57,6 +57,27 @@ class Comment(_Action):
         return f"{self.repo}#{self.number}:comment:{first}"
 
 
-Action = Annotated[AddLabels | RemoveLabel | Comment, Field(discriminator="kind")]
+class RememberConfigError(_Action):
+    """Record in the store that the maintainers were told about this configuration problem."""
+
+    kind: Literal["remember_config_error"] = "remember_config_error"
+    problem: str
+
+    def describe(self) -> str:
+        return f"{self.repo}:config-error-reported"
+
+
+class ForgetConfigError(_Action):
+    """The configuration is valid again: clear the recorded problem."""
+
+    kind: Literal["forget_config_error"] = "forget_config_error"
+
+    def describe(self) -> str:
+        return f"{self.repo}:config-error-cleared"
+
+
+GitHubAction = AddLabels | RemoveLabel | Comment
+StoreAction = RememberConfigError | ForgetConfigError
+Action = Annotated[GitHubAction | StoreAction, Field(discriminator="kind")]
 ACTION_ADAPTER: TypeAdapter[Action] = TypeAdapter(Action)
 ACTIONS_ADAPTER: TypeAdapter[list[Action]] = TypeAdapter(list[Action])

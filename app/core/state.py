@@ -10,6 +10,10 @@ class RepoState:
     """The state the rules may consult; gathered before deciding, never fetched by a rule."""
 
     paused: bool = False
+    # what is wrong with .github/nightshift.yml now ("file: key: problem"), if anything
+    config_error: str | None = None
+    # the problem a comment was already posted about, so it is posted once
+    reported_config_error: str | None = None
 
 
 EMPTY_STATE = RepoState()

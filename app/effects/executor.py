@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from app.core.actions import Action, Comment
+from app.core.actions import Action, Comment, ForgetConfigError, RememberConfigError
 from app.effects.github import GitHubError, GitHubPort, GitHubRequest, marker, request_for
 from app.effects.store import AuditEntry, Store
 
@@ -32,6 +32,8 @@ class Executor:
         self.dry_run = dry_run
 
     def execute(self, ctx: Context, action: Action) -> Outcome:
+        if isinstance(action, RememberConfigError | ForgetConfigError):
+            return self._remember(ctx, action)
         request = request_for(action)
         entry = _entry_for(ctx, action, request)
         if self.dry_run or self.github is None:
@@ -53,6 +55,22 @@ class Executor:
         if isinstance(action, Comment):
             self.store.finish_effect(action.key)
         self.store.record(entry(kind="action", why=action.reason, status=response.status))
+        return "sent"
+
+    def _remember(self, ctx: Context, action: RememberConfigError | ForgetConfigError) -> Outcome:
+        """Nightshift's own memory: kept in dry-run too, so dry-run decides like the real thing."""
+        problem = action.problem if isinstance(action, RememberConfigError) else None
+        self.store.set_reported_config_error(action.repo, problem)
+        self.store.record(
+            AuditEntry(
+                kind="state",
+                what=action.describe(),
+                why=action.reason,
+                delivery_id=ctx.delivery_id,
+                repository=action.repo,
+                detail={"action": action.kind},
+            )
+        )
         return "sent"
 
     def _already_posted(self, github: GitHubPort, ctx: Context, action: Comment) -> bool:

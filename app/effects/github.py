@@ -21,7 +21,7 @@ from githubkit.exception import GitHubException, RequestFailed
 from githubkit.retry import RetryChainDecision, RetryRateLimit, RetryServerError
 from githubkit.throttling import BaseThrottler
 
-from app.core.actions import Action, AddLabels, Comment, RemoveLabel
+from app.core.actions import AddLabels, Comment, GitHubAction, RemoveLabel
 
 WRITE_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
 
@@ -76,7 +76,7 @@ def marker(key: str) -> str:
     return MARKER.format(key=key)
 
 
-def request_for(action: Action) -> GitHubRequest:
+def request_for(action: GitHubAction) -> GitHubRequest:
     """The exact REST request an action becomes."""
     repo = action.repo
     if isinstance(action, AddLabels):

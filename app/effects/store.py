@@ -13,7 +13,15 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy.dialects import postgresql, sqlite
 
-from app.effects.tables import audit, deliveries, effects, pauses, redeliveries, workers
+from app.effects.tables import (
+    audit,
+    deliveries,
+    effects,
+    pauses,
+    redeliveries,
+    repositories,
+    workers,
+)
 
 Clock = Callable[[], float]
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -175,30 +183,33 @@ class Store:
                 .values(status=status, finished_at=self.clock(), error=error)
             )
 
-    def undispatched(self, limit: int) -> list[str]:
-        """Queued deliveries whose workflow has not been enqueued yet, oldest first."""
+    def undispatched(self, limit: int) -> list[tuple[str, str]]:
+        """Queued deliveries whose workflow has not been enqueued yet, oldest first, with the
+        key that serializes them (the repository, else the installation)."""
         with self.engine.connect() as connection:
-            return list(
-                connection.execute(
-                    sa.select(deliveries.c.id)
-                    .where(deliveries.c.status == "queued")
-                    .where(deliveries.c.dispatched_at.is_(None))
-                    .order_by(deliveries.c.received_at)
-                    .limit(limit)
-                ).scalars()
-            )
+            rows = connection.execute(
+                sa.select(deliveries.c.id, deliveries.c.repository, deliveries.c.installation_id)
+                .where(deliveries.c.status == "queued")
+                .where(deliveries.c.dispatched_at.is_(None))
+                .order_by(deliveries.c.received_at)
+                .limit(limit)
+            ).all()
+        return [(str(id_), _partition(repo, installation)) for id_, repo, installation in rows]
 
-    def in_flight(self) -> int:
-        """Deliveries whose workflow is enqueued or running."""
+    def in_flight(self) -> dict[str, int]:
+        """Deliveries whose workflow is enqueued or running, by partition key."""
         with self.engine.connect() as connection:
-            return int(
-                connection.execute(
-                    sa.select(sa.func.count())
-                    .select_from(deliveries)
-                    .where(deliveries.c.status == "queued")
-                    .where(deliveries.c.dispatched_at.is_not(None))
-                ).scalar_one()
-            )
+            rows = connection.execute(
+                sa.select(deliveries.c.repository, deliveries.c.installation_id, sa.func.count())
+                .where(deliveries.c.status == "queued")
+                .where(deliveries.c.dispatched_at.is_not(None))
+                .group_by(deliveries.c.repository, deliveries.c.installation_id)
+            ).all()
+        counts: dict[str, int] = {}
+        for repo, installation, count in rows:
+            key = _partition(repo, installation)
+            counts[key] = counts.get(key, 0) + int(count)
+        return counts
 
     def mark_dispatched(self, ids: Sequence[str]) -> None:
         with self.engine.begin() as connection:
@@ -399,6 +410,36 @@ class Store:
                 ).first()
                 is not None
             )
+
+    # per-repository memory ----------------------------------------------------------------
+
+    def reported_config_error(self, repository: str | None) -> str | None:
+        if repository is None:
+            return None
+        with self.engine.connect() as connection:
+            value = connection.execute(
+                sa.select(repositories.c.reported_config_error).where(
+                    repositories.c.name == repository
+                )
+            ).scalar_one_or_none()
+        return str(value) if value is not None else None
+
+    def set_reported_config_error(self, repository: str, problem: str | None) -> None:
+        dialect = sqlite if self.is_sqlite else postgresql
+        now = self.clock()
+        statement = dialect.insert(repositories).values(
+            name=repository, reported_config_error=problem, updated_at=now
+        )
+        statement = statement.on_conflict_do_update(
+            index_elements=["name"], set_={"reported_config_error": problem, "updated_at": now}
+        )
+        with self.engine.begin() as connection:
+            connection.execute(statement)
+
+
+def _partition(repository: str | None, installation_id: int | None) -> str:
+    """What serializes a delivery's processing: its repository, else its installation."""
+    return repository or f"installation:{installation_id or '-'}"
 
 
 def _delivery_row(row: Any) -> DeliveryRow:

@@ -74,3 +74,13 @@ pauses = sa.Table(
     sa.Column("since", sa.Float, nullable=False),
     sa.Column("by", sa.String(128), nullable=False),
 )
+
+# What Nightshift remembers per repository.
+repositories = sa.Table(
+    "repositories",
+    metadata,
+    sa.Column("name", sa.String(256), primary_key=True),
+    # the configuration problem the maintainers were told about (once)
+    sa.Column("reported_config_error", sa.Text, nullable=True),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)

@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from dbos import DBOS, DBOSConfiguredInstance
+from dbos._error import DBOSMaxStepRetriesExceeded
 
 from app.core.actions import ACTION_ADAPTER, ACTIONS_ADAPTER
 from app.core.config import DEFAULT_CONFIG
@@ -19,6 +20,7 @@ from app.core.envelope import Envelope, EnvelopeError
 from app.core.rules import decide
 from app.core.state import RepoState
 from app.effects.executor import Context, Executor
+from app.effects.repo_config import ConfigSource, LoadedConfig
 from app.effects.store import AuditEntry, Store
 from app.metrics import Metrics
 
@@ -37,20 +39,28 @@ class DeliveryEngine(DBOSConfiguredInstance):
     store: Store
     executor: Executor
     metrics: Metrics
+    configs: ConfigSource
 
     def __init__(self) -> None:
         super().__init__(config_name="deliveries")
 
-    def bind(self, store: Store, executor: Executor, metrics: Metrics) -> DeliveryEngine:
+    def bind(
+        self, store: Store, executor: Executor, metrics: Metrics, configs: ConfigSource
+    ) -> DeliveryEngine:
         self.store = store
         self.executor = executor
         self.metrics = metrics
+        self.configs = configs
         return self
 
     @DBOS.workflow(name="nightshift.delivery")
     def handle(self, delivery_id: str) -> str:
         started = time.monotonic()
-        plan = self.plan(delivery_id)
+        try:
+            plan = self.plan(delivery_id)
+        except Exception as exc:  # GitHub unreachable while reading the configuration, ...
+            self.finish(delivery_id, "failed", _reason(exc))
+            return "failed"
         status = str(plan["status"])
         if status == "handled":
             failed = bool(plan["failures"])
@@ -65,7 +75,13 @@ class DeliveryEngine(DBOSConfiguredInstance):
         )
         return status
 
-    @DBOS.step(name="nightshift.delivery.plan")
+    @DBOS.step(
+        name="nightshift.delivery.plan",
+        retries_allowed=True,
+        max_attempts=3,
+        interval_seconds=2.0,
+        backoff_rate=3.0,
+    )
     def plan(self, delivery_id: str) -> dict[str, Any]:
         """Load the delivery and decide; the decision is checkpointed as this step's result."""
         loaded = self.store.delivery(delivery_id)
@@ -77,8 +93,17 @@ class DeliveryEngine(DBOSConfiguredInstance):
         except EnvelopeError as exc:
             self.store.finish_delivery(delivery_id, "failed", str(exc))
             return {"status": "failed", "event": row.event}
-        state = RepoState(paused=self.store.is_paused(env.repository))
-        decision = decide(env, state, DEFAULT_CONFIG)
+        repo_config = (
+            self.configs.load(env.installation_id, env.repository)
+            if env.repository is not None
+            else LoadedConfig(DEFAULT_CONFIG)
+        )
+        state = RepoState(
+            paused=self.store.is_paused(env.repository),
+            config_error=str(repo_config.error) if repo_config.error is not None else None,
+            reported_config_error=self.store.reported_config_error(env.repository),
+        )
+        decision = decide(env, state, repo_config.config)
         # a re-run of this step (the process died before its checkpoint) records nothing twice
         first_run = not self.store.has_decision(delivery_id)
         if not decision.handled:
@@ -92,6 +117,7 @@ class DeliveryEngine(DBOSConfiguredInstance):
                         repository=env.repository,
                     )
                 )
+            self.store.finish_delivery(delivery_id, "ignored")
             return {"status": "ignored", "event": env.event}
         entries = [
             AuditEntry(
@@ -141,6 +167,14 @@ class DeliveryEngine(DBOSConfiguredInstance):
     @DBOS.step(name="nightshift.delivery.finish")
     def finish(self, delivery_id: str, status: str, error: str | None) -> None:
         self.store.finish_delivery(delivery_id, status, error)
+
+
+def _reason(exc: Exception) -> str:
+    """The underlying error, also when DBOS gave up retrying a step."""
+    if isinstance(exc, DBOSMaxStepRetriesExceeded) and exc.errors:
+        last = exc.errors[-1]
+        return f"gave up after {len(exc.errors)} attempts: {type(last).__name__}: {last}"
+    return f"{type(exc).__name__}: {exc}"
 
 
 _ENGINE: list[DeliveryEngine] = []

@@ -22,11 +22,12 @@ import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from dbos import DBOS, SetWorkflowID
+from dbos import DBOS, SetEnqueueOptions, SetWorkflowID
 
 from app import __version__
 from app.effects.executor import Executor
 from app.effects.github import GitHubApp, GitHubPort
+from app.effects.repo_config import ConfigSource
 from app.effects.store import NewDelivery, Store
 from app.engine.delivery import DELIVERY_QUEUE, delivery_engine
 from app.engine.reconciler import reconcile
@@ -38,6 +39,7 @@ log = logging.getLogger("nightshift")
 PUMP_INTERVAL = 0.25  # polling, for deliveries stored by another process
 PUMP_MIN_GAP = 0.05
 IN_FLIGHT_PER_WORKER_SLOT = 4
+IN_FLIGHT_PER_PARTITION = 4  # deliveries of one repository enqueued at once
 HEARTBEAT_INTERVAL = 10.0
 
 
@@ -81,7 +83,8 @@ class Runtime:
             )
         self.github = github
         self.executor = Executor(self.store, github, dry_run=settings.dry_run)
-        self.engine = delivery_engine().bind(self.store, self.executor, self.metrics)
+        self.configs = ConfigSource(github)
+        self.engine = delivery_engine().bind(self.store, self.executor, self.metrics, self.configs)
         self.executor_id = default_executor_id(settings)
         self.workers = False
         self._stop = threading.Event()
@@ -110,10 +113,13 @@ class Runtime:
             }
         )
         DBOS.launch()
+        # one delivery per repository at a time: rules read and change per-repository state
+        # (tasks, the configuration problem already reported), so they must not race
         self.queue = DBOS.register_queue(
             DELIVERY_QUEUE,
             worker_concurrency=self.settings.worker_concurrency,
-            polling_interval_sec=0.2,
+            partition_concurrency=1,
+            polling_interval_sec=0.1,
         )
         self.store.touch_worker(self.executor_id)
         pump = threading.Thread(target=self._pump_loop, name="nightshift-pump", daemon=True)
@@ -181,20 +187,28 @@ class Runtime:
         Idempotent: the delivery GUID is the workflow id, so a delivery enqueued twice (two
         pumps, or a crash before `mark_dispatched`) still runs once.
         """
+        in_flight = self.store.in_flight()
         room = self.settings.worker_concurrency * IN_FLIGHT_PER_WORKER_SLOT
-        room -= self.store.in_flight()
+        room -= sum(in_flight.values())
         if room <= 0:
             return 0
-        ids = self.store.undispatched(limit=room)
-        for delivery_id in ids:
-            self.start(delivery_id)
-        if ids:
-            self.store.mark_dispatched(ids)
-        return len(ids)
+        chosen: list[str] = []
+        for delivery_id, partition in self.store.undispatched(limit=room * 8):
+            if len(chosen) >= room:
+                break
+            # a burst in one repository must not hold up every other repository's events
+            if in_flight.get(partition, 0) >= IN_FLIGHT_PER_PARTITION:
+                continue
+            in_flight[partition] = in_flight.get(partition, 0) + 1
+            self.start(delivery_id, partition)
+            chosen.append(delivery_id)
+        if chosen:
+            self.store.mark_dispatched(chosen)
+        return len(chosen)
 
-    def start(self, delivery_id: str) -> None:
+    def start(self, delivery_id: str, partition: str) -> None:
         """Enqueue the delivery's workflow; a second start returns the first one's handle."""
-        with SetWorkflowID(delivery_id):
+        with SetWorkflowID(delivery_id), SetEnqueueOptions(queue_partition_key=partition):
             self.queue.enqueue(self.engine.handle, delivery_id)
 
     def heartbeat(self) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from app.core.config import Config
 from app.core.envelope import Envelope
 from app.core.router import Decision, Router
-from app.core.rules import intake
+from app.core.rules import configuration, intake
 from app.core.state import RepoState
 
 ROUTER = Router.combine(intake.router)
@@ -15,4 +15,16 @@ def decide(env: Envelope, state: RepoState, config: Config) -> Decision:
     """What Nightshift should do about one delivery. Pure: no I/O, no clock."""
     if state.paused:
         return Decision(handled=True, rules=("paused",))
-    return ROUTER.decide(env, state, config)
+    if state.config_error is not None:
+        actions = configuration.on_invalid_config(env, state, config)
+        return Decision(handled=True, actions=tuple(actions), rules=("invalid-config",))
+    decision = ROUTER.decide(env, state, config)
+    cleared = configuration.on_valid_config(env, state)
+    if not cleared:
+        return decision
+    return Decision(
+        handled=True,
+        actions=(*cleared, *decision.actions),
+        rules=("configuration", *decision.rules),
+        failures=decision.failures,
+    )
