@@ -19,16 +19,15 @@ class ChecklistItem:
 def checklist(text: str | None) -> list[ChecklistItem]:
     """The task-list items (`- [ ] ...`, `- [x] ...`) of a markdown text, in order."""
     items: list[ChecklistItem] = []
-    tokens = _PARSER.parse(text or "")
-    for index, token in enumerate(tokens):
-        if token.type != "list_item_open":
-            continue
-        inline = next((t for t in tokens[index + 1 :] if t.type == "inline"), None)
-        if inline is None:
-            continue
-        content = inline.content
-        if content[:3].lower() in ("[ ]", "[x]") and (len(content) == 3 or content[3] == " "):
-            items.append(ChecklistItem(content[3:].strip(), content[1].lower() == "x"))
+    waiting = False  # inside a list item, before its first inline text (one pass: linear)
+    for token in _PARSER.parse(text or ""):
+        if token.type == "list_item_open":
+            waiting = True
+        elif token.type == "inline" and waiting:
+            waiting = False
+            content = token.content
+            if content[:3].lower() in ("[ ]", "[x]") and (len(content) == 3 or content[3] == " "):
+                items.append(ChecklistItem(content[3:].strip(), content[1].lower() == "x"))
     return items
 
 

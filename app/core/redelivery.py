@@ -13,6 +13,15 @@ from datetime import datetime
 from typing import Any
 
 RETENTION_SECONDS = 3 * 24 * 3600
+MAX_REQUESTS = 3  # per delivery: we may still be down when GitHub makes our redelivery
+
+
+@dataclass(frozen=True)
+class Requested:
+    """What we asked GitHub for one delivery: the attempt redelivered, and how often."""
+
+    hook_delivery_id: int
+    requests: int
 
 
 @dataclass(frozen=True)
@@ -55,13 +64,14 @@ def plan(
     *,
     now: float,
     stored: Set[str],
-    already_requested: Set[str],
+    already_requested: Mapping[str, Requested],
 ) -> list[Redelivery]:
-    """Deliveries of the last 3 days that never succeeded, that we never stored, once each.
+    """Deliveries of the last 3 days that never succeeded and that we never stored.
 
     A GUID with any successful attempt, or one we stored (we answered it, even if GitHub
-    saw a timeout), needs nothing; each remaining GUID is redelivered through its newest
-    attempt, and only if we have not asked for it before.
+    saw a timeout), needs nothing. Each remaining GUID is redelivered through its newest
+    attempt: the first time, and again only when GitHub has made the attempt we asked for
+    and it failed too (a newer attempt exists), at most MAX_REQUESTS times in all.
     """
     by_guid: dict[str, list[HookDelivery]] = {}
     for attempt in attempts:
@@ -69,8 +79,13 @@ def plan(
             by_guid.setdefault(attempt.guid, []).append(attempt)
     wanted: list[Redelivery] = []
     for guid, tries in by_guid.items():
-        if guid in stored or guid in already_requested or any(t.succeeded for t in tries):
+        if guid in stored or any(t.succeeded for t in tries):
             continue
         newest = max(tries, key=lambda t: (t.delivered_at, t.id))
+        asked = already_requested.get(guid)
+        if asked is not None and (
+            asked.requests >= MAX_REQUESTS or newest.id <= asked.hook_delivery_id
+        ):
+            continue  # asked too often, or GitHub has not made our redelivery yet
         wanted.append(Redelivery(newest.id, guid, newest.event))
     return sorted(wanted, key=lambda r: r.hook_delivery_id)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from app.core.actions import Action, Comment, ForgetConfigError, RememberConfigError
+from app.core.actions import Action, Comment, ForgetConfigError, RememberConfigError, RemoveLabel
 from app.effects.github import GitHubError, GitHubPort, GitHubRequest, marker, request_for
 from app.effects.store import AuditEntry, Store
 
@@ -50,7 +50,13 @@ class Executor:
         try:
             response = github.send(ctx.installation_id, request)
         except GitHubError as exc:
+            if isinstance(action, RemoveLabel) and exc.status == 404:
+                # already absent: a re-run after a crash, or someone removed it meanwhile
+                self.store.record(entry(kind="skipped", why=f"{action.reason} (already absent)"))
+                return "skipped"
             self.store.record(entry(kind="error", why=f"{action.reason}: GitHub answered {exc}"))
+            if exc.transient:
+                raise  # the workflow step runs again, with back-off
             return "failed"
         if isinstance(action, Comment):
             self.store.finish_effect(action.key)

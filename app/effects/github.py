@@ -20,6 +20,7 @@ from githubkit.cache import MemCacheStrategy
 from githubkit.exception import GitHubException, RequestFailed
 from githubkit.retry import RetryChainDecision, RetryRateLimit, RetryServerError
 from githubkit.throttling import BaseThrottler
+from githubkit.typing import RetryDecisionFunc, RetryOption
 
 from app.core.actions import AddLabels, Comment, GitHubAction, RemoveLabel
 
@@ -57,6 +58,15 @@ class GitHubError(Exception):
     def __init__(self, status: int | None, message: str) -> None:
         super().__init__(f"{status or 'no response'}: {message}")
         self.status = status
+        self.message = message
+
+    def __reduce__(self) -> tuple[type[GitHubError], tuple[int | None, str]]:
+        return (type(self), (self.status, self.message))  # the engine pickles step errors
+
+    @property
+    def transient(self) -> bool:
+        """Worth trying again later: GitHub had a server error or could not be reached."""
+        return self.status is None or self.status >= 500
 
 
 class GitHubPort(Protocol):
@@ -177,7 +187,7 @@ class GitHubApp:
             throttler=SpacedWriteThrottler(write_interval=write_interval),
             auto_retry=RetryChainDecision(
                 RetryRateLimit(max_retry=rate_limit_retries),
-                RetryServerError(max_retry=server_error_retries),
+                _NotForPost(RetryServerError(max_retry=server_error_retries)),
             ),
             transport=transport,
         )
@@ -199,6 +209,24 @@ class GitHubApp:
 
     def send_as_app(self, request: GitHubRequest) -> GitHubResponse:
         return _send(self._app, request)
+
+
+class _NotForPost:
+    """Retry server errors, except for POSTs.
+
+    GitHub can create a comment and still answer 502; retrying the POST would post it twice.
+    A failed POST goes back to the workflow step instead, whose re-run looks for the
+    comment's marker before posting again.
+    """
+
+    def __init__(self, inner: RetryDecisionFunc) -> None:
+        self.inner = inner
+
+    def __call__(self, exc: GitHubException, retry_count: int) -> RetryOption:
+        request = getattr(exc, "request", None)
+        if isinstance(request, httpx.Request) and request.method == "POST":
+            return RetryOption(False)
+        return self.inner(exc, retry_count)
 
 
 def _send(client: GitHub[Any], request: GitHubRequest) -> GitHubResponse:

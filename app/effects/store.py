@@ -211,6 +211,19 @@ class Store:
             counts[key] = counts.get(key, 0) + int(count)
         return counts
 
+    def dispatched_before(self, cutoff: float, limit: int = 500) -> list[str]:
+        """Queued deliveries whose workflow was enqueued before `cutoff`."""
+        with self.engine.connect() as connection:
+            return list(
+                connection.execute(
+                    sa.select(deliveries.c.id)
+                    .where(deliveries.c.status == "queued")
+                    .where(deliveries.c.dispatched_at < cutoff)
+                    .order_by(deliveries.c.dispatched_at)
+                    .limit(limit)
+                ).scalars()
+            )
+
     def mark_dispatched(self, ids: Sequence[str]) -> None:
         with self.engine.begin() as connection:
             connection.execute(
@@ -332,68 +345,106 @@ class Store:
 
     # redeliveries ---------------------------------------------------------------------------
 
-    def redelivered_guids(self, guids: Iterable[str]) -> set[str]:
+    def redelivery_requests(self, guids: Iterable[str]) -> dict[str, tuple[int, int]]:
+        """guid -> (the attempt last asked for, how many times asked)."""
         wanted = list(set(guids))
-        if not wanted:
-            return set()
+        found: dict[str, tuple[int, int]] = {}
         with self.engine.connect() as connection:
-            return set(
-                connection.execute(
-                    sa.select(redeliveries.c.guid).where(redeliveries.c.guid.in_(wanted))
-                ).scalars()
-            )
+            for start in range(0, len(wanted), 500):
+                rows = connection.execute(
+                    sa.select(
+                        redeliveries.c.guid,
+                        redeliveries.c.hook_delivery_id,
+                        redeliveries.c.requests,
+                    ).where(redeliveries.c.guid.in_(wanted[start : start + 500]))
+                )
+                found.update({str(g): (int(h), int(n)) for g, h, n in rows})
+        return found
 
     def mark_redelivery(self, guid: str, hook_delivery_id: int) -> bool:
-        """Record a redelivery request; False when another process already made it."""
+        """Record a request for this attempt; False when another process already made it."""
         dialect = sqlite if self.is_sqlite else postgresql
-        statement = (
-            dialect.insert(redeliveries)
-            .values(guid=guid, hook_delivery_id=hook_delivery_id, requested_at=self.clock())
-            .on_conflict_do_nothing(index_elements=["guid"])
-            .returning(redeliveries.c.guid)
+        now = self.clock()
+        statement = dialect.insert(redeliveries).values(
+            guid=guid, hook_delivery_id=hook_delivery_id, requested_at=now, requests=1
         )
+        statement = statement.on_conflict_do_update(
+            index_elements=["guid"],
+            set_={
+                "hook_delivery_id": hook_delivery_id,
+                "requested_at": now,
+                "requests": redeliveries.c.requests + 1,
+            },
+            # compare-and-set: only a request for a newer attempt than the last one counts
+            where=redeliveries.c.hook_delivery_id < hook_delivery_id,
+        ).returning(redeliveries.c.guid)
         with self.engine.begin() as connection:
             return connection.execute(statement).first() is not None
 
-    def forget_redelivery(self, guid: str) -> None:
+    def forget_redelivery(self, guid: str, hook_delivery_id: int) -> None:
+        """Undo a request GitHub refused, so the next pass asks again."""
         with self.engine.begin() as connection:
-            connection.execute(sa.delete(redeliveries).where(redeliveries.c.guid == guid))
+            row = connection.execute(
+                sa.select(redeliveries.c.requests).where(redeliveries.c.guid == guid)
+            ).first()
+            if row is None:
+                return
+            if int(row[0]) <= 1:
+                connection.execute(sa.delete(redeliveries).where(redeliveries.c.guid == guid))
+            else:
+                # "asked for something older than this attempt": the next pass asks again
+                connection.execute(
+                    sa.update(redeliveries)
+                    .where(redeliveries.c.guid == guid)
+                    .values(
+                        requests=redeliveries.c.requests - 1,
+                        hook_delivery_id=hook_delivery_id - 1,
+                    )
+                )
 
     # workers --------------------------------------------------------------------------------
 
+    def _db_now(self) -> sa.ColumnElement[float]:
+        """The database's clock as epoch seconds: one clock for every machine's workers."""
+        if self.is_sqlite:
+            return sa.literal_column("((julianday('now') - 2440587.5) * 86400.0)")
+        return sa.literal_column("extract(epoch from clock_timestamp())")
+
     def touch_worker(self, executor_id: str) -> None:
         dialect = sqlite if self.is_sqlite else postgresql
-        now = self.clock()
+        now = self._db_now()
         statement = dialect.insert(workers).values(executor_id=executor_id, last_seen=now)
         statement = statement.on_conflict_do_update(
-            index_elements=["executor_id"], set_={"last_seen": now, "recovered_by": None}
+            index_elements=["executor_id"], set_={"last_seen": now}
         )
         with self.engine.begin() as connection:
             connection.execute(statement)
 
-    def claim_dead_workers(self, claimant: str, silent_for: float) -> list[str]:
-        """Workers silent longer than `silent_for` that nobody recovered yet, now claimed."""
-        cutoff = self.clock() - silent_for
-        claimed: list[str] = []
-        with self.engine.begin() as connection:
-            candidates = connection.execute(
-                sa.select(workers.c.executor_id)
-                .where(workers.c.last_seen < cutoff)
-                .where(workers.c.recovered_by.is_(None))
-                .where(workers.c.executor_id != claimant)
-            ).scalars()
-            for executor_id in list(candidates):
-                # compare-and-set: only one live worker wins each dead one
-                result = connection.execute(
-                    sa.update(workers)
-                    .where(workers.c.executor_id == executor_id)
-                    .where(workers.c.recovered_by.is_(None))
-                    .where(workers.c.last_seen < cutoff)
-                    .values(recovered_by=claimant)
-                )
-                if result.rowcount == 1:
-                    claimed.append(executor_id)
-        return claimed
+    def dead_workers(self, me: str, silent_for: float) -> list[str]:
+        """Workers whose last heartbeat is older than `silent_for` by the database's clock.
+
+        Recovering one is idempotent (DBOS re-enqueues a pending workflow once), so two
+        live workers may both act on the same dead one; there is no claim to be left
+        half-done by a worker that dies while recovering.
+        """
+        with self.engine.connect() as connection:
+            return list(
+                connection.execute(
+                    sa.select(workers.c.executor_id)
+                    .where(workers.c.last_seen < self._db_now() - silent_for)
+                    .where(workers.c.executor_id != me)
+                ).scalars()
+            )
+
+    def live_workers(self, silent_for: float) -> int:
+        with self.engine.connect() as connection:
+            return int(
+                connection.execute(
+                    sa.select(sa.func.count())
+                    .select_from(workers)
+                    .where(workers.c.last_seen >= self._db_now() - silent_for)
+                ).scalar_one()
+            )
 
     def forget_worker(self, executor_id: str) -> None:
         with self.engine.begin() as connection:

@@ -53,8 +53,10 @@ redeliveries = sa.Table(
     "redeliveries",
     metadata,
     sa.Column("guid", sa.String(64), primary_key=True),
+    # the attempt we last asked GitHub to send again, when, and how many times we asked
     sa.Column("hook_delivery_id", sa.BigInteger, nullable=False),
     sa.Column("requested_at", sa.Float, nullable=False),
+    sa.Column("requests", sa.Integer, nullable=False, server_default="1"),
 )
 
 # Worker processes and when they were last alive, to recover the work of dead ones.
@@ -63,7 +65,6 @@ workers = sa.Table(
     metadata,
     sa.Column("executor_id", sa.String(128), primary_key=True),
     sa.Column("last_seen", sa.Float, nullable=False),
-    sa.Column("recovered_by", sa.String(128), nullable=True),
 )
 
 # Repositories (or "*" for all) where automatic action is paused: the kill switch.

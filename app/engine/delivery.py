@@ -26,6 +26,11 @@ from app.metrics import Metrics
 
 DELIVERY_QUEUE = "nightshift-deliveries"
 
+# DBOS only recovers and dequeues workflows of the application version it runs. Change this
+# only when the delivery workflow's steps change incompatibly (their order, names or inputs),
+# never for a release that leaves them alone: in-flight work would be stranded.
+ENGINE_VERSION = "delivery-v1"
+
 
 @DBOS.dbos_class()
 class DeliveryEngine(DBOSConfiguredInstance):
@@ -63,12 +68,17 @@ class DeliveryEngine(DBOSConfiguredInstance):
             return "failed"
         status = str(plan["status"])
         if status == "handled":
-            failed = bool(plan["failures"])
+            errors = [plan["error"]] if plan.get("error") else []
             for index, action in enumerate(plan["actions"]):
-                outcome = self.execute(delivery_id, plan["installation_id"], index, action)
-                failed = failed or outcome == "failed"
-            status = "failed" if failed else "done"
-            self.finish(delivery_id, status, plan.get("error"))
+                try:
+                    outcome = self.execute(delivery_id, plan["installation_id"], index, action)
+                except Exception as exc:  # still failing after the step's retries
+                    outcome = "failed"
+                    errors.append(f"action {index + 1}: {_reason(exc)}")
+                if outcome == "failed" and not errors:
+                    errors.append("an action failed (see the audit log)")
+            status = "failed" if errors else "done"
+            self.finish(delivery_id, status, "; ".join(errors) or None)
         # otherwise the plan step already recorded the outcome: nothing was left to do
         self.metrics.handling_seconds.labels(plan.get("event", "unknown")).observe(
             time.monotonic() - started
@@ -157,14 +167,22 @@ class DeliveryEngine(DBOSConfiguredInstance):
             "error": "; ".join(f"{f.rule}: {f.error}" for f in decision.failures) or None,
         }
 
-    @DBOS.step(name="nightshift.delivery.execute")
+    # A transient failure (GitHub 5xx or unreachable, a database hiccup) raises and the step
+    # runs again; a comment re-run finds the one an earlier attempt posted by its marker.
+    @DBOS.step(
+        name="nightshift.delivery.execute",
+        retries_allowed=True,
+        max_attempts=4,
+        interval_seconds=2.0,
+        backoff_rate=2.0,
+    )
     def execute(
         self, delivery_id: str, installation_id: int | None, index: int, action: dict[str, Any]
     ) -> str:
         parsed = ACTION_ADAPTER.validate_python(action)
         return self.executor.execute(Context(delivery_id, installation_id), parsed)
 
-    @DBOS.step(name="nightshift.delivery.finish")
+    @DBOS.step(name="nightshift.delivery.finish", retries_allowed=True, max_attempts=5)
     def finish(self, delivery_id: str, status: str, error: str | None) -> None:
         self.store.finish_delivery(delivery_id, status, error)
 

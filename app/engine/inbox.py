@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from app.effects.store import NewDelivery, Store
 
 MAX_BATCH = 256
+PUT_TIMEOUT = 8.0
 
 
 @dataclass
@@ -48,11 +49,17 @@ class Inbox:
             self._thread.join(timeout=10)
             self._thread = None
 
-    async def put(self, item: NewDelivery) -> bool:
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    async def put(self, item: NewDelivery, timeout: float | None = None) -> bool:
+        """Store one delivery; raises when it cannot be stored within `timeout` seconds
+        (GitHub gives up after 10 s, so the ingress must answer before that)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[bool] = loop.create_future()
         self._queue.put(_Pending(item, future, loop))
-        return await future
+        return await asyncio.wait_for(future, timeout if timeout is not None else PUT_TIMEOUT)
 
     def _run(self) -> None:
         while True:
@@ -77,8 +84,12 @@ class Inbox:
     def _commit(self, batch: list[_Pending]) -> None:
         try:
             inserted = self.store.insert_deliveries([p.item for p in batch])
-        except Exception as exc:  # the database is down: every waiter gets the error
-            _settle(batch, [exc] * len(batch))
+        except Exception as exc:
+            if len(batch) > 1:  # one bad row must not fail the others: commit them one by one
+                for pending in batch:
+                    self._commit([pending])
+                return
+            _settle(batch, [exc])  # the database is down: the waiter gets the error
             return
         fresh: list[NewDelivery] = []
         outcomes: list[bool | BaseException] = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlparse
 
-from app.core.redelivery import RETENTION_SECONDS, HookDelivery, Redelivery, plan
+from app.core.redelivery import RETENTION_SECONDS, HookDelivery, Redelivery, Requested, plan
 from app.effects.github import GitHubError, GitHubPort, GitHubRequest, link_next
 from app.effects.store import AuditEntry, Store
 
@@ -41,12 +41,11 @@ def list_recent(github: GitHubPort, now: float) -> list[HookDelivery]:
 def reconcile(github: GitHubPort, store: Store, now: float) -> ReconcileResult:
     attempts = list_recent(github, now)
     guids = {a.guid for a in attempts}
-    wanted = plan(
-        attempts,
-        now=now,
-        stored=store.known_guids(guids),
-        already_requested=store.redelivered_guids(guids),
-    )
+    requested = {
+        guid: Requested(hook_delivery_id, requests)
+        for guid, (hook_delivery_id, requests) in store.redelivery_requests(guids).items()
+    }
+    wanted = plan(attempts, now=now, stored=store.known_guids(guids), already_requested=requested)
     done: list[str] = []
     failed: list[str] = []
     for item in wanted:
@@ -64,7 +63,7 @@ def _redeliver(github: GitHubPort, store: Store, item: Redelivery) -> bool:
     try:
         response = github.send_as_app(request)
     except GitHubError as exc:
-        store.forget_redelivery(item.guid)  # try again on the next pass
+        store.forget_redelivery(item.guid, item.hook_delivery_id)  # ask again next pass
         store.record(
             AuditEntry(
                 kind="error",

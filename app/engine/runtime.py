@@ -24,12 +24,11 @@ from pathlib import Path
 
 from dbos import DBOS, SetEnqueueOptions, SetWorkflowID
 
-from app import __version__
 from app.effects.executor import Executor
 from app.effects.github import GitHubApp, GitHubPort
 from app.effects.repo_config import ConfigSource
 from app.effects.store import NewDelivery, Store
-from app.engine.delivery import DELIVERY_QUEUE, delivery_engine
+from app.engine.delivery import DELIVERY_QUEUE, ENGINE_VERSION, delivery_engine
 from app.engine.reconciler import reconcile
 from app.metrics import Metrics
 from app.settings import Settings
@@ -40,6 +39,10 @@ PUMP_INTERVAL = 0.25  # polling, for deliveries stored by another process
 PUMP_MIN_GAP = 0.05
 IN_FLIGHT_PER_WORKER_SLOT = 4
 IN_FLIGHT_PER_PARTITION = 4  # deliveries of one repository enqueued at once
+FENCED_EXIT = 75  # EX_TEMPFAIL: the orchestrator restarts the worker
+REAP_INTERVAL = 30.0
+RECONCILE_STARTUP_DELAY = 30.0
+REAP_AFTER = 60.0  # seconds after dispatch before an unfinished row is looked at
 HEARTBEAT_INTERVAL = 10.0
 
 
@@ -90,6 +93,8 @@ class Runtime:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._wake = threading.Event()
+        self._last_heartbeat = time.monotonic()
+        self._fence: Callable[[], None] = lambda: os._exit(FENCED_EXIT)
 
     # lifecycle ------------------------------------------------------------------------------
 
@@ -107,7 +112,7 @@ class Runtime:
             config={
                 "name": "nightshift",
                 "system_database_url": engine_database_url(self.settings.database_url),
-                "application_version": __version__,
+                "application_version": ENGINE_VERSION,
                 "executor_id": self.executor_id,
                 "log_level": "WARNING",
             }
@@ -129,11 +134,13 @@ class Runtime:
             interval = max(0.5, min(HEARTBEAT_INTERVAL, self.settings.dead_worker_seconds / 4))
             self._spawn("heartbeat", interval, self.heartbeat)
         if self.github is not None and not self.settings.dry_run:
+            # the first pass waits until the ingress is surely listening: a redelivery asked
+            # for before that would fail again
             self._spawn(
                 "reconciler",
                 self.settings.reconcile_interval_seconds,
                 self.reconcile,
-                first_run=True,
+                first_delay=RECONCILE_STARTUP_DELAY,
             )
 
     def shutdown(self) -> None:
@@ -146,10 +153,15 @@ class Runtime:
         self.store.dispose()
 
     def _spawn(
-        self, name: str, interval: float, job: Callable[[], object], *, first_run: bool = False
+        self,
+        name: str,
+        interval: float,
+        job: Callable[[], object],
+        *,
+        first_delay: float | None = None,
     ) -> None:
         def loop() -> None:
-            if not first_run and self._stop.wait(interval):
+            if self._stop.wait(interval if first_delay is None else first_delay):
                 return
             while True:
                 try:
@@ -170,9 +182,13 @@ class Runtime:
         self._wake.set()
 
     def _pump_loop(self) -> None:
+        next_reap = 0.0
         while not self._stop.is_set():
             try:
                 self.pump()
+                if time.monotonic() >= next_reap:
+                    self.reap()
+                    next_reap = time.monotonic() + REAP_INTERVAL
             except Exception:
                 log.exception("the pump failed; it tries again in %ss", PUMP_INTERVAL)
             self._wake.wait(PUMP_INTERVAL)
@@ -188,7 +204,12 @@ class Runtime:
         pumps, or a crash before `mark_dispatched`) still runs once.
         """
         in_flight = self.store.in_flight()
-        room = self.settings.worker_concurrency * IN_FLIGHT_PER_WORKER_SLOT
+        workers = (
+            self.store.live_workers(self.settings.dead_worker_seconds)
+            if self.settings.is_postgres
+            else 1
+        )
+        room = self.settings.worker_concurrency * IN_FLIGHT_PER_WORKER_SLOT * max(1, workers)
         room -= sum(in_flight.values())
         if room <= 0:
             return 0
@@ -206,6 +227,30 @@ class Runtime:
             self.store.mark_dispatched(chosen)
         return len(chosen)
 
+    def reap(self, older_than: float = REAP_AFTER) -> int:
+        """Finish the rows of workflows that ended without finishing them.
+
+        A delivery workflow finishes its row as its last step; one that ended in an error
+        the engine could not get past (or that is missing) would otherwise stay queued
+        forever and hold a place in the pump.
+        """
+        finished = 0
+        for delivery_id in self.store.dispatched_before(self.clock() - older_than):
+            status = DBOS.get_workflow_status(delivery_id)
+            if status is not None and status.status in ("PENDING", "ENQUEUED", "DELAYED"):
+                continue
+            if status is not None and status.status == "SUCCESS":
+                result: object = DBOS.retrieve_workflow(delivery_id).get_result()
+                self.store.finish_delivery(delivery_id, str(result))
+            else:
+                ended = status.status if status is not None else "missing"
+                error = f"the workflow ended without finishing: {ended}"
+                if status is not None and status.error is not None:
+                    error += f" ({type(status.error).__name__}: {status.error})"
+                self.store.finish_delivery(delivery_id, "failed", error)
+            finished += 1
+        return finished
+
     def start(self, delivery_id: str, partition: str) -> None:
         """Enqueue the delivery's workflow; a second start returns the first one's handle."""
         with SetWorkflowID(delivery_id), SetEnqueueOptions(queue_partition_key=partition):
@@ -216,12 +261,25 @@ class Runtime:
 
         On PostgreSQL a dead worker's workflows stay PENDING under its executor id until a
         process with that id restarts, which may be never (a rescheduled pod gets a new
-        id). The first live worker to claim a silent one re-enqueues its work.
+        id). Live workers re-enqueue the work of one silent for `dead_worker_seconds`.
+
+        Fencing: a worker that cannot record its heartbeat for half that time stops at
+        once, before anyone can presume it dead and run its workflows a second time.
         """
-        self.store.touch_worker(self.executor_id)
-        for dead in self.store.claim_dead_workers(
-            self.executor_id, self.settings.dead_worker_seconds
-        ):
+        try:
+            self.store.touch_worker(self.executor_id)
+        except Exception:
+            silent = time.monotonic() - self._last_heartbeat
+            if silent > self.settings.dead_worker_seconds / 2:
+                log.critical(
+                    "no heartbeat recorded for %.0fs: stopping this worker before another "
+                    "one recovers its workflows",
+                    silent,
+                )
+                self._fence()
+            raise
+        self._last_heartbeat = time.monotonic()
+        for dead in self.store.dead_workers(self.executor_id, self.settings.dead_worker_seconds):
             handles = DBOS._recover_pending_workflows([dead])
             log.warning("recovered %d workflow(s) of dead worker %s", len(handles), dead)
             self.store.forget_worker(dead)

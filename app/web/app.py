@@ -24,6 +24,8 @@ def create_app(
     webhook = WebhookEndpoint(secrets, inbox, router, metrics)
 
     async def healthz(request: Request) -> Response:
+        if not inbox.alive:  # nothing could be stored: let the orchestrator restart us
+            return JSONResponse({"ok": False, "inbox": "stopped"}, status_code=503)
         return JSONResponse({"ok": True})
 
     async def metrics_endpoint(request: Request) -> Response:

@@ -23,6 +23,10 @@ from app.engine.inbox import Inbox
 from app.metrics import Metrics
 from app.settings import MAX_WEBHOOK_BYTES
 
+# Bodies are read before their signature can be checked; cap what unverified requests can
+# hold in memory at once (GitHub retries nothing, but the reconciler asks again for a 503).
+MAX_BUFFERED_BYTES = 256 * 1024 * 1024
+
 _WANTED_HEADERS = frozenset(
     {
         b"content-type",
@@ -42,6 +46,11 @@ class _Reject(Exception):
         self.status = status
         self.message = message
         self.headers = headers
+
+
+def _fit(value: str | None, size: int) -> str | None:
+    """Bounded for its column; the full value stays in the stored body."""
+    return value[:size] if value is not None else None
 
 
 def signature_matches(body: bytes, header: str, secrets: Sequence[bytes]) -> bool:
@@ -66,7 +75,10 @@ class WebhookEndpoint:
         router: Router,
         metrics: Metrics,
         max_bytes: int = MAX_WEBHOOK_BYTES,
+        max_buffered: int = MAX_BUFFERED_BYTES,
     ) -> None:
+        self.max_buffered = max_buffered
+        self._buffered = 0  # bytes of bodies being read right now, across requests
         self.secrets = list(secrets)
         self.inbox = inbox
         self.router = router
@@ -133,15 +145,15 @@ class WebhookEndpoint:
         item = NewDelivery(
             id=delivery_id,
             event=event,
-            action=env.action,
-            repository=env.repository,
+            action=_fit(env.action, 64),
+            repository=_fit(env.repository, 256),
             installation_id=env.installation_id,
             body=body,
             status="queued" if handled else "ignored",
         )
         try:
             new = await self.inbox.put(item)
-        except Exception:
+        except Exception:  # includes the timeout
             # not stored: GitHub marks the delivery failed and the reconciler asks again
             raise _Reject(503, "could not store the delivery; it will be redelivered") from None
         if not new:
@@ -149,16 +161,26 @@ class WebhookEndpoint:
         return 202, {"delivery": delivery_id, "status": item.status}
 
     async def _read_body(self, receive: Receive) -> bytes:
+        """Read the body, refusing it as soon as it is too big for one delivery, or when the
+        bodies being read at once (signatures not checked yet) would use too much memory."""
         chunks: list[bytes] = []
         size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise _Reject(400, "client disconnected")
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_bytes:
-                raise _Reject(413, f"body over {self.max_bytes} bytes")
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return b"".join(chunks)
+        try:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise _Reject(400, "client disconnected")
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                self._buffered += len(chunk)
+                if size > self.max_bytes:
+                    raise _Reject(413, f"body over {self.max_bytes} bytes")
+                if self._buffered > self.max_buffered:
+                    raise _Reject(
+                        503, "too many large deliveries at once", [(b"retry-after", b"5")]
+                    )
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    return b"".join(chunks)
+        finally:
+            self._buffered -= size

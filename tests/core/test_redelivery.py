@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.core.redelivery import HookDelivery, Redelivery, plan
+from app.core.redelivery import HookDelivery, Redelivery, Requested, plan
 
 NOW = 1_800_000_000.0
 HOUR = 3600.0
@@ -20,32 +20,52 @@ def attempt(id: int, guid: str, status: int, age_hours: float = 1) -> HookDelive
     ("attempts", "stored", "requested", "expected"),
     [
         pytest.param(
-            [attempt(1, "a", 502)], set(), set(), [Redelivery(1, "a", "issues")], id="failed-once"
+            [attempt(1, "a", 502)], set(), {}, [Redelivery(1, "a", "issues")], id="failed-once"
         ),
-        pytest.param([attempt(1, "a", 200)], set(), set(), [], id="succeeded"),
+        pytest.param([attempt(1, "a", 200)], set(), {}, [], id="succeeded"),
         pytest.param(
             [attempt(1, "a", 502), attempt(2, "a", 202)],
             set(),
-            set(),
+            {},
             [],
             id="failed-then-succeeded",
         ),
         pytest.param(
             [attempt(1, "a", 0), attempt(2, "a", 503)],
             set(),
-            set(),
+            {},
             [Redelivery(2, "a", "issues")],
             id="newest-attempt-is-redelivered",
         ),
-        pytest.param([attempt(1, "a", 0)], {"a"}, set(), [], id="we-stored-it-github-timed-out"),
-        pytest.param([attempt(1, "a", 500)], set(), {"a"}, [], id="asked-before-once-each"),
+        pytest.param([attempt(1, "a", 0)], {"a"}, {}, [], id="we-stored-it-github-timed-out"),
         pytest.param(
-            [attempt(1, "a", 500, age_hours=73)], set(), set(), [], id="older-than-three-days"
+            [attempt(1, "a", 500)],
+            set(),
+            {"a": Requested(1, 1)},
+            [],
+            id="asked-and-github-has-not-redelivered-yet",
+        ),
+        pytest.param(
+            [attempt(1, "a", 500), attempt(2, "a", 502, age_hours=0.5)],
+            set(),
+            {"a": Requested(1, 1)},
+            [Redelivery(2, "a", "issues")],
+            id="our-redelivery-failed-too-ask-again",
+        ),
+        pytest.param(
+            [attempt(1, "a", 500), attempt(2, "a", 502, age_hours=0.5)],
+            set(),
+            {"a": Requested(1, 3)},
+            [],
+            id="at-most-three-requests",
+        ),
+        pytest.param(
+            [attempt(1, "a", 500, age_hours=73)], set(), {}, [], id="older-than-three-days"
         ),
         pytest.param(
             [attempt(3, "b", 500), attempt(1, "a", 500)],
             set(),
-            set(),
+            {},
             [Redelivery(1, "a", "issues"), Redelivery(3, "b", "issues")],
             id="several-in-order",
         ),

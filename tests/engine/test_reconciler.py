@@ -39,6 +39,7 @@ def test_redelivers_what_failed_while_down_once_each(store: Store, fake_github: 
     assert listing[0].auth.startswith("Bearer ")  # the App's JWT, not an installation token
     assert listing[0].params == {"per_page": "100"}
 
+    # GitHub has not made the redelivery yet (or it is in flight): nothing new to ask
     again = reconcile(github(fake_github), store, NOW.timestamp() + 3600)
     assert again.redelivered == ()
     assert fake_github.effects == ["redeliver:failed-guid"]
@@ -65,3 +66,22 @@ def test_a_refused_redelivery_is_tried_again_next_pass(
     assert first.failed == ("g",)
     second = reconcile(github(fake_github), store, NOW.timestamp())
     assert second.redelivered == ("g",)
+
+
+def test_a_redelivery_that_fails_too_is_asked_for_again_up_to_three_times(
+    store: Store, fake_github: FakeGitHub
+) -> None:
+    fake_github.add_hook_delivery("g", 502, NOW - timedelta(hours=5))
+    for hour in range(5):
+        now = NOW + timedelta(hours=hour)
+        reconcile(github(fake_github), store, now.timestamp())
+        # GitHub makes the redelivery we asked for, and we are still unreachable
+        fake_github.add_hook_delivery("g", 503, now + timedelta(minutes=1))
+    assert fake_github.effects == ["redeliver:g"] * 3
+
+
+def test_two_processes_asking_for_the_same_attempt_ask_once(store: Store) -> None:
+    assert store.mark_redelivery("g", 10)
+    assert not store.mark_redelivery("g", 10)
+    assert store.mark_redelivery("g", 11)  # a newer failed attempt
+    assert store.redelivery_requests(["g"]) == {"g": (11, 2)}

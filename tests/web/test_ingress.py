@@ -99,20 +99,30 @@ async def test_ping_is_answered_200(ingress: Harness) -> None:
 
 
 @pytest.mark.parametrize(
-    ("event", "data"),
+    ("event", "data", "status"),
     [
-        pytest.param("deployment_status", {"action": "created"}, id="unknown-event"),
-        pytest.param("issues", {"action": "transferred"}, id="unknown-action"),
-        pytest.param("issues", {"action": "labeled", "issue": "not an object"}, id="odd-shape"),
+        pytest.param("deployment_status", {"action": "created"}, "ignored", id="unknown-event"),
+        pytest.param("issues", {"action": "transferred"}, "ignored", id="unknown-action"),
+        pytest.param("star", {}, "ignored", id="no-action"),
+        # a handled event whose payload lacks what the rule reads is stored, and the
+        # workflow records the rule's failure (tests/engine/test_workflow.py)
+        pytest.param(
+            "issues",
+            {"action": "labeled", "issue": "not an object"},
+            "queued",
+            id="odd-shape-is-still-stored",
+        ),
     ],
 )
-async def test_unknown_events_and_actions_are_stored_as_ignored(
-    ingress: Harness, event: str, data: dict[str, object]
+async def test_every_verified_delivery_is_stored_and_answered_2xx(
+    ingress: Harness, event: str, data: dict[str, object], status: str
 ) -> None:
     response = await ingress.post(body_of(data), event=event, delivery=f"x-{event}")
-    assert response.status_code in (200, 202)
+    assert response.status_code == 202
+    assert response.json()["status"] == status
     stored = ingress.store.delivery(f"x-{event}")
     assert stored is not None
+    assert stored[0].status == status
 
 
 async def test_unknown_event_is_ignored_not_processed(ingress: Harness) -> None:
@@ -253,3 +263,75 @@ async def test_health_and_metrics(ingress: Harness) -> None:
     assert "nightshift_queue_depth 1.0" in text
     assert 'nightshift_ingress_requests_total{status="202"} 2.0' in text
     assert "nightshift_ingress_seconds_bucket" in text
+
+
+async def test_unverified_bodies_in_memory_are_capped(store: Store) -> None:
+    inbox = Inbox(store)
+    endpoint_app = create_app(
+        secrets=[SECRET.encode()], inbox=inbox, router=ROUTER, metrics=Metrics(store)
+    )
+    endpoint_app.endpoint.max_buffered = 1024  # type: ignore[attr-defined]
+    inbox.start()
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=endpoint_app)) as client:
+            big = b'{"a": "' + b"x" * 4096 + b'"}'
+            response = await client.post(
+                URL, content=big, headers=signed_headers(big, SECRET, "issues")
+            )
+            assert response.status_code == 503
+            assert response.headers["retry-after"] == "5"
+            small = await client.post(
+                URL, content=LABELED, headers=signed_headers(LABELED, SECRET, "issues")
+            )
+            assert small.status_code == 503  # 12 KB is over this tiny budget too
+            endpoint_app.endpoint.max_buffered = 1 << 20  # type: ignore[attr-defined]
+            ok = await client.post(
+                URL, content=LABELED, headers=signed_headers(LABELED, SECRET, "issues")
+            )
+            assert ok.status_code == 202  # the budget was given back
+    finally:
+        inbox.stop()
+
+
+async def test_a_store_that_hangs_is_answered_before_githubs_timeout(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    release = threading.Event()
+
+    def hang(batch: Sequence[NewDelivery]) -> set[str]:
+        release.wait(5)
+        return set()
+
+    monkeypatch.setattr(store, "insert_deliveries", hang)
+    monkeypatch.setattr("app.engine.inbox.PUT_TIMEOUT", 0.2)
+    async for harness in _harness(store, [SECRET]):
+        response = await harness.post(LABELED, delivery="slow")
+        release.set()
+        assert response.status_code == 503
+
+
+async def test_one_bad_row_does_not_fail_the_rest_of_its_batch(store: Store) -> None:
+    original = store.insert_deliveries
+
+    def picky(batch: Sequence[NewDelivery]) -> set[str]:
+        if any(item.id == "poison" for item in batch):
+            raise ValueError("row rejected by the database")
+        return original(batch)
+
+    store.insert_deliveries = picky  # type: ignore[method-assign]
+    async for harness in _harness(store, [SECRET]):
+        responses = await asyncio.gather(
+            *[harness.post(LABELED, delivery=d) for d in ("good-1", "poison", "good-2")]
+        )
+        by_id = {r.json().get("delivery", "poison"): r.status_code for r in responses}
+        assert by_id == {"good-1": 202, "poison": 503, "good-2": 202}
+
+
+async def test_healthz_fails_when_the_inbox_is_not_running(store: Store) -> None:
+    inbox = Inbox(store)
+    app = create_app(secrets=[b"s"], inbox=inbox, router=ROUTER, metrics=Metrics(store))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app)) as client:
+        response = await client.get("http://nightshift.test/healthz")
+    assert response.status_code == 503

@@ -59,7 +59,6 @@ def upgrade() -> None:
         "workers",
         sa.Column("executor_id", sa.String(128), primary_key=True),
         sa.Column("last_seen", sa.Float, nullable=False),
-        sa.Column("recovered_by", sa.String(128), nullable=True),
     )
     op.create_table(
         "pauses",
