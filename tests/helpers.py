@@ -62,3 +62,30 @@ def labeled_issue(
         "node_id": "MDIzOkludGVncmF0aW9uSW5zdGFsbGF0aW9uNzc=",
     }
     return data
+
+
+def command_comment(
+    body: str,
+    *,
+    login: str = "octocat",
+    user_type: str = "User",
+    number: int = 1,
+    repo: str = "octo/repo",
+    labels: tuple[str, ...] = ("autonomous",),
+    installation: int = 77,
+) -> dict[str, Any]:
+    """A real `issue_comment.created` payload with the comment and the issue a test needs."""
+    data = payload("issue_comment.created")
+    user = {**data["sender"], "login": login, "type": user_type}
+    data["comment"] = {**data["comment"], "body": body, "user": user}
+    data["sender"] = user
+    data["issue"] = {
+        **data["issue"],
+        "number": number,
+        "labels": [{**data["issue"]["labels"][0], "name": name} for name in labels]
+        if data["issue"].get("labels")
+        else [{"name": name} for name in labels],
+    }
+    data["repository"] = {**data["repository"], "full_name": repo}
+    data["installation"] = {**data.get("installation", {}), "id": installation}
+    return data

@@ -48,3 +48,17 @@ def has_acceptance_criteria(text: str | None) -> bool:
     return any(
         title.lower().rstrip(":").startswith(_CRITERIA_HEADINGS) for title in section_titles(text)
     )
+
+
+def words(text: str | None) -> set[str]:
+    """The words and inline-code spans of a text, punctuation trimmed: what might be a path."""
+    found: set[str] = set()
+    for token in _PARSER.parse(text or ""):
+        for child in token.children or ():
+            if child.type == "code_inline":
+                found.add(child.content.strip())
+            elif child.type == "text":
+                found.update(w.strip("()[]{}<>,.;:!?'\"*") for w in child.content.split())
+        if token.type in ("fence", "code_block"):
+            found.update(w.strip("()[]{}<>,;:'\"") for w in token.content.split())
+    return {w for w in found if w}

@@ -14,6 +14,9 @@ class RepoState:
     config_error: str | None = None
     # the problem a comment was already posted about, so it is posted once
     reported_config_error: str | None = None
+    # the sender's permission on the repository (admin, maintain, write, triage, read, none),
+    # looked up through the API when the delivery carries a command, else None
+    sender_permission: str | None = None
 
 
 EMPTY_STATE = RepoState()

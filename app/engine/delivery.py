@@ -17,8 +17,9 @@ from dbos._error import DBOSMaxStepRetriesExceeded
 from app.core.actions import ACTION_ADAPTER, ACTIONS_ADAPTER
 from app.core.config import DEFAULT_CONFIG
 from app.core.envelope import Envelope, EnvelopeError
-from app.core.rules import decide
+from app.core.rules import commands, decide
 from app.core.state import RepoState
+from app.effects import facts
 from app.effects.executor import Context, Executor
 from app.effects.repo_config import ConfigSource, LoadedConfig
 from app.effects.store import AuditEntry, Store
@@ -108,10 +109,16 @@ class DeliveryEngine(DBOSConfiguredInstance):
             if env.repository is not None
             else LoadedConfig(DEFAULT_CONFIG)
         )
+        asker = commands.needs_permission(env)
         state = RepoState(
             paused=self.store.is_paused(env.repository),
             config_error=str(repo_config.error) if repo_config.error is not None else None,
             reported_config_error=self.store.reported_config_error(env.repository),
+            sender_permission=(
+                facts.permission(self.executor.github, env.installation_id, env.repository, asker)
+                if asker is not None and env.repository is not None
+                else None
+            ),
         )
         decision = decide(env, state, repo_config.config)
         # a re-run of this step (the process died before its checkpoint) records nothing twice

@@ -181,3 +181,61 @@ def test_real_payload_lacking_newer_fields_still_decides() -> None:
     assert [a.describe() for a in decision.actions] == [
         "Codertocat/Hello-World#1:+nightshift:queued"
     ]
+
+
+@pytest.mark.parametrize(
+    ("issue", "problem"),
+    [
+        pytest.param(
+            {"body": "- [ ] edit `.github/workflows/ci.yml` to add a job"},
+            intake.PROTECTED.format(paths="`.github/workflows/ci.yml`"),
+            id="protected-workflow-in-code",
+        ),
+        pytest.param(
+            {"title": "Update CODEOWNERS", "body": "- [ ] done"},
+            intake.PROTECTED.format(paths="`CODEOWNERS`"),
+            id="protected-file-in-title",
+        ),
+        pytest.param(
+            {"labels": [{"name": "autonomous"}, {"name": "size:XL"}]},
+            intake.TOO_BIG.format(size="size:XL", limit="size:L"),
+            id="too-big",
+        ),
+    ],
+)
+def test_protected_paths_and_size_are_rejected(issue: dict[str, Any], problem: str) -> None:
+    decision = decide(env(labeled_issue(**issue)), RepoState(), DEFAULT_CONFIG)
+    assert list(decision.actions) == rejected(problem)
+
+
+def test_size_within_the_limit_and_unprotected_paths_pass() -> None:
+    data = labeled_issue(
+        body="- [ ] change `src/app.py` and docs/guide.md",
+        labels=[{"name": "autonomous"}, {"name": "size:M"}],
+    )
+    assert list(decide(env(data), RepoState(), DEFAULT_CONFIG).actions) == QUEUED
+
+
+def test_destructive_operation_waits_for_approval() -> None:
+    data = labeled_issue(body="- [ ] DROP TABLE sessions once migrated")
+    assert list(decide(env(data), RepoState(), DEFAULT_CONFIG).actions) == [
+        AddLabels(
+            repo=REPO,
+            number=1,
+            labels=(intake.NEEDS_APPROVAL_LABEL,),
+            reason="intake: destructive operation (drop table) needs approval",
+        ),
+        Comment(
+            repo=REPO,
+            number=1,
+            body=intake.NEEDS_APPROVAL_COMMENT.format(found="`drop table`"),
+            key="intake-approval:d1",
+            reason="intake: ask for approval",
+        ),
+    ]
+    # labelled again while still waiting: nothing new
+    waiting = labeled_issue(
+        body="- [ ] drop table x",
+        labels=[{"name": "autonomous"}, {"name": intake.NEEDS_APPROVAL_LABEL}],
+    )
+    assert decide(env(waiting), RepoState(), DEFAULT_CONFIG).actions == ()

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import pathspec
+
 from app.core.actions import Action, AddLabels, Comment, RemoveLabel
 from app.core.config import Config
 from app.core.envelope import Envelope, IssueView, LabelView, view
-from app.core.markdown import has_acceptance_criteria
+from app.core.markdown import has_acceptance_criteria, words
 from app.core.router import Router
 from app.core.state import RepoState
 
@@ -29,6 +31,17 @@ NO_CRITERIA = (
     "The issue has no acceptance criteria. Add a checklist (`- [ ] ...`) "
     "or an `## Acceptance criteria` section saying when the work is done."
 )
+PROTECTED = (
+    "The issue mentions protected paths ({paths}), which agents may not change. "
+    "Make that change by hand, or take the paths out of the issue."
+)
+TOO_BIG = "The issue is labelled `{size}`, above the limit `{limit}`. Split it into smaller issues."
+NEEDS_APPROVAL_LABEL = "nightshift:needs-approval"
+NEEDS_APPROVAL_COMMENT = (
+    "This issue mentions a destructive operation ({found}). "
+    "An agent will take it only after someone with write access comments "
+    "`/nightshift approve` here."
+)
 
 
 def problems(issue: IssueView, config: Config) -> list[str]:
@@ -43,7 +56,35 @@ def problems(issue: IssueView, config: Config) -> list[str]:
         found.append(ASSIGNED_TO_HUMAN.format(logins=", ".join(f"@{h}" for h in humans)))
     if config.require_acceptance_criteria and not has_acceptance_criteria(issue.body):
         found.append(NO_CRITERIA)
+    mentioned = protected_mentions(issue, config)
+    if mentioned:
+        found.append(PROTECTED.format(paths=", ".join(f"`{p}`" for p in mentioned)))
+    size = oversize(issue, config)
+    if size is not None:
+        found.append(TOO_BIG.format(size=size, limit=config.max_size))
     return found
+
+
+def protected_mentions(issue: IssueView, config: Config) -> list[str]:
+    """Paths in the title or body that match a protected glob (gitignore syntax)."""
+    spec = pathspec.PathSpec.from_lines("gitignore", config.protected_paths)
+    candidates = words(issue.title) | words(issue.body)
+    return sorted(w for w in candidates if spec.match_file(w.lstrip("/")))
+
+
+def oversize(issue: IssueView, config: Config) -> str | None:
+    """The issue's size label when it is above `max_size`."""
+    if config.max_size is None:
+        return None
+    limit = config.size_labels.index(config.max_size)
+    sizes = [config.size_labels.index(n) for n in issue.label_names if n in config.size_labels]
+    return config.size_labels[max(sizes)] if sizes and max(sizes) > limit else None
+
+
+def destructive(issue: IssueView, config: Config) -> list[str]:
+    """The configured destructive phrases the issue uses."""
+    text = f"{issue.title}\n{issue.body or ''}".lower()
+    return [phrase for phrase in config.destructive_keywords if phrase.lower() in text]
 
 
 def _intake(env: Envelope, config: Config) -> list[Action]:
@@ -88,15 +129,33 @@ def _intake(env: Envelope, config: Config) -> list[Action]:
                 reason="intake: the issue now passes validation",
             )
         )
-    actions.append(
-        AddLabels(
-            repo=repo,
-            number=number,
-            labels=(QUEUED_LABEL,),
-            reason="intake: accepted for autonomous work",
-        )
-    )
+    risky = destructive(issue, config)
+    if risky and NEEDS_APPROVAL_LABEL not in issue.label_names:
+        found = ", ".join(f"`{phrase}`" for phrase in risky)
+        return [
+            *actions,
+            AddLabels(
+                repo=repo,
+                number=number,
+                labels=(NEEDS_APPROVAL_LABEL,),
+                reason=f"intake: destructive operation ({', '.join(risky)}) needs approval",
+            ),
+            Comment(
+                repo=repo,
+                number=number,
+                body=NEEDS_APPROVAL_COMMENT.format(found=found),
+                key=f"intake-approval:{env.delivery_id}",
+                reason="intake: ask for approval",
+            ),
+        ]
+    if risky:
+        return actions  # still waiting for `/nightshift approve`
+    actions.append(queue(repo, number, "intake: accepted for autonomous work"))
     return actions
+
+
+def queue(repo: str, number: int, reason: str) -> AddLabels:
+    return AddLabels(repo=repo, number=number, labels=(QUEUED_LABEL,), reason=reason)
 
 
 @router.on("issues", "labeled")
@@ -128,6 +187,6 @@ def on_unlabeled(env: Envelope, state: RepoState, config: Config) -> Sequence[Ac
             label=name,
             reason=f"intake: the `{config.trigger_label}` label was removed",
         )
-        for name in (QUEUED_LABEL, REJECTED_LABEL)
+        for name in (QUEUED_LABEL, REJECTED_LABEL, NEEDS_APPROVAL_LABEL)
         if name in issue.label_names
     ]

@@ -1,0 +1,100 @@
+"""Commands in comments: `/nightshift <command>` on the first line of a comment.
+
+Commands act only for users with write access, which the effects layer looks up through
+GitHub's collaborator-permission API before deciding (never from a login's look). The
+rest of the comment is data, never instructions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from app.core.actions import Action, Comment, RemoveLabel
+from app.core.config import Config
+from app.core.envelope import Envelope, IssueView, UserView, view
+from app.core.router import Router
+from app.core.rules.intake import NEEDS_APPROVAL_LABEL, queue
+from app.core.state import RepoState
+
+router = Router()
+
+PREFIX = "/nightshift"
+WRITE_PERMISSIONS = frozenset({"admin", "maintain", "write"})
+KNOWN = ("approve",)
+
+REFUSED = "@{login} only people with write access to this repository can `/nightshift {command}`."
+APPROVED = "Approved by @{login}: queued for an agent."
+NOTHING_TO_APPROVE = "@{login} there is nothing waiting for approval on this issue."
+UNKNOWN = "@{login} unknown command `{command}`. Known commands: {known}."
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    argument: str
+
+
+def parse(body: str | None) -> Command | None:
+    """The command on the comment's first line, or None."""
+    first = (body or "").strip().splitlines()[0] if (body or "").strip() else ""
+    parts = first.split(maxsplit=2)
+    if not parts or parts[0].lower() != PREFIX or len(parts) < 2:
+        return None
+    return Command(parts[1].lower(), parts[2] if len(parts) > 2 else "")
+
+
+def needs_permission(env: Envelope) -> str | None:
+    """The login whose permission the effects layer must look up before deciding, if any."""
+    if env.event != "issue_comment" or env.action != "created":
+        return None
+    comment = env.payload.get("comment")
+    if not isinstance(comment, dict) or parse(str(comment.get("body") or "")) is None:
+        return None
+    return env.sender
+
+
+@router.on("issue_comment", "created")
+def on_comment(env: Envelope, state: RepoState, config: Config) -> Sequence[Action]:
+    comment = env.payload.get("comment")
+    body = comment.get("body") if isinstance(comment, dict) else None
+    command = parse(body if isinstance(body, str) else None)
+    if command is None or env.repository is None or env.sender is None:
+        return []
+    sender = view(UserView, env.payload, "sender")
+    if sender.type == "Bot":
+        return []  # never act on bots' comments, our own included
+    issue = view(IssueView, env.payload, "issue")
+    repo, number, login = env.repository, issue.number, env.sender
+
+    def reply(text: str, reason: str) -> Comment:
+        key = f"command:{env.delivery_id}"
+        return Comment(repo=repo, number=number, body=text, key=key, reason=reason)
+
+    if command.name not in KNOWN:
+        known = ", ".join(f"`{name}`" for name in KNOWN)
+        return [
+            reply(
+                UNKNOWN.format(login=login, command=command.name, known=known),
+                "commands: unknown command",
+            )
+        ]
+    if state.sender_permission not in WRITE_PERMISSIONS:
+        return [
+            reply(
+                REFUSED.format(login=login, command=command.name),
+                f"commands: @{login} has {state.sender_permission or 'no'} permission",
+            )
+        ]
+    if NEEDS_APPROVAL_LABEL not in issue.label_names:
+        return [reply(NOTHING_TO_APPROVE.format(login=login), "commands: nothing to approve")]
+    return [
+        RemoveLabel(
+            repo=repo,
+            number=number,
+            label=NEEDS_APPROVAL_LABEL,
+            reason=f"commands: approved by @{login}",
+        ),
+        queue(repo, number, f"commands: approved by @{login}"),
+        reply(APPROVED.format(login=login), "commands: confirm the approval"),
+    ]
