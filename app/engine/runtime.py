@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sqlite3
 import threading
 import time
 import uuid
@@ -54,6 +55,22 @@ def engine_database_url(database_url: str) -> str:
     path = Path(database_url.removeprefix("sqlite:///"))
     stem = path.name.removesuffix(".db")
     return f"sqlite:///{path.with_name(stem + '.engine.db')}"
+
+
+def _use_wal(url: str) -> None:
+    """Put the engine's SQLite file in write-ahead-log mode (a lasting property of the file).
+
+    DBOS leaves SQLite in its default rollback-journal mode, where every checkpoint creates
+    and deletes a journal file with several fsyncs; with WAL a commit is one append and one
+    fsync, and readers never block the writer.
+    """
+    if not url.startswith("sqlite:///"):
+        return
+    connection = sqlite3.connect(url.removeprefix("sqlite:///"), timeout=30)
+    try:
+        connection.execute("PRAGMA journal_mode=WAL")
+    finally:
+        connection.close()
 
 
 def default_executor_id(settings: Settings) -> str:
@@ -108,6 +125,7 @@ class Runtime:
         self.workers = workers
         if not workers:
             return
+        _use_wal(engine_database_url(self.settings.database_url))
         DBOS(
             config={
                 "name": "nightshift",
