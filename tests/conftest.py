@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from app.effects.store import Store, sqlalchemy_url
 from app.settings import Settings
+from tests.contract.contract import Contract, Descriptions, MissingDescriptions, load
 from tests.fakes.github import FakeGitHub
 
 SECRET = "test-webhook-secret"
@@ -45,9 +46,29 @@ def store(database_url: str) -> Iterator[Store]:
     store.dispose()
 
 
+@pytest.fixture(scope="session")
+def github_descriptions() -> Descriptions:
+    """GitHub's published API descriptions, loaded once (tests/contract)."""
+    try:
+        return load()
+    except MissingDescriptions as exc:
+        missing = str(exc)
+    pytest.fail(missing, pytrace=False)
+
+
 @pytest.fixture
-def fake_github() -> FakeGitHub:
-    return FakeGitHub()
+def github_contract(github_descriptions: Descriptions) -> Iterator[Contract]:
+    """Give it to every FakeGitHub (`contract=`): what disagrees with GitHub's descriptions
+    fails the test, here at teardown if it was not raised to the test already."""
+    contract = Contract(github_descriptions)
+    yield contract
+    if contract.violations:
+        pytest.fail(contract.report(), pytrace=False)
+
+
+@pytest.fixture
+def fake_github(github_contract: Contract) -> FakeGitHub:
+    return FakeGitHub(contract=github_contract)
 
 
 @pytest.fixture

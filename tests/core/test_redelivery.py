@@ -74,7 +74,7 @@ def attempt(id: int, guid: str, status: int, age_hours: float = 1) -> HookDelive
 def test_plan(
     attempts: list[HookDelivery],
     stored: set[str],
-    requested: set[str],
+    requested: dict[str, Requested],
     expected: list[Redelivery],
 ) -> None:
     assert plan(attempts, now=NOW, stored=stored, already_requested=requested) == expected

@@ -112,3 +112,53 @@ def test_comment_claimed_but_never_posted_is_posted_on_the_rerun(
     executor = Executor(store, github(fake_github), dry_run=False)
     assert executor.execute(CTX, COMMENT) == "sent"
     assert fake_github.effects == ["octo/repo#1:comment:Can't take this yet."]
+
+
+def test_removing_a_label_already_gone_is_not_a_failure(
+    store: Store, fake_github: FakeGitHub
+) -> None:
+    from app.core.actions import RemoveLabel
+
+    executor = Executor(store, github(fake_github), dry_run=False)
+    gone = RemoveLabel(repo="octo/repo", number=1, label="nightshift:queued", reason="cancel")
+    assert executor.execute(CTX, gone) == "skipped"
+    assert store.audit_log()[-1].why == "cancel (already absent)"
+
+
+def test_server_error_is_raised_for_the_step_to_retry(
+    store: Store, fake_github: FakeGitHub
+) -> None:
+    import pytest
+
+    from app.effects.github import GitHubError
+
+    fake_github.fail("POST", r"/repos/octo/repo/issues/1/comments", 502)
+    executor = Executor(store, github(fake_github), dry_run=False)
+    with pytest.raises(GitHubError):
+        executor.execute(CTX, COMMENT)
+    # the re-run (the step's retry) finds no comment with the marker, so it posts once
+    assert executor.execute(CTX, COMMENT) == "sent"
+    assert [e for e in fake_github.effects if ":comment:" in e] == [
+        "octo/repo#1:comment:Can't take this yet."
+    ]
+
+
+def test_comment_created_although_github_answered_502_is_not_posted_again(
+    store: Store, fake_github: FakeGitHub
+) -> None:
+    import pytest
+
+    from app.effects.github import GitHubError
+
+    executor = Executor(store, github(fake_github), dry_run=False)
+    fake_github.fail(
+        "POST",
+        r"/repos/octo/repo/issues/1/comments",
+        502,
+        after_doing_it=True,
+        body={"message": "Bad Gateway"},
+    )
+    with pytest.raises(GitHubError):
+        executor.execute(CTX, COMMENT)  # the step fails and will run again
+    assert executor.execute(CTX, COMMENT) == "skipped"
+    assert len(fake_github.issue("octo/repo", 1).comments) == 1

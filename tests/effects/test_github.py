@@ -17,6 +17,7 @@ from app.effects.github import (
     link_next,
     request_for,
 )
+from tests.contract.contract import Contract
 from tests.fakes.github import FakeGitHub
 
 API = "https://api.github.com"
@@ -57,8 +58,8 @@ def test_installation_token_exchange_then_the_call(
     assert fake_github.effects == ["octo/repo#7:+nightshift:queued"]
 
 
-def test_token_is_reused_then_refreshed_before_expiry() -> None:
-    fake = FakeGitHub(token_ttl=3600)
+def test_token_is_reused_then_refreshed_before_expiry(github_contract: Contract) -> None:
+    fake = FakeGitHub(token_ttl=3600, contract=github_contract)
     with respx.mock(base_url=API, assert_all_called=False) as mock:
         mock.route().mock(side_effect=fake.handle)
         github = app_for(fake)
@@ -95,12 +96,33 @@ def test_secondary_rate_limit_waits_for_retry_after_then_retries(
 def test_server_errors_are_retried_then_reported(
     fake_github: FakeGitHub, github_mock: respx.MockRouter
 ) -> None:
+    fake_github.fail("GET", r"/repos/o/r/issues/1/comments", 502, times=5)
+    github = app_for(fake_github)
+    with pytest.raises(GitHubError) as raised:
+        github.send(1, GitHubRequest("GET", "/repos/o/r/issues/1/comments"))
+    assert raised.value.status == 502
+    assert raised.value.transient
+    gets = [r for r in fake_github.requests if r.path == "/repos/o/r/issues/1/comments"]
+    assert len(gets) == 2  # 1 + 1 retry
+
+
+def test_a_post_is_never_retried_by_the_client(
+    fake_github: FakeGitHub, github_mock: respx.MockRouter
+) -> None:
+    # GitHub may have created the comment before answering 502: the workflow step decides
     fake_github.fail("POST", r"/repos/o/r/issues/1/comments", 502, times=5)
     github = app_for(fake_github)
     with pytest.raises(GitHubError) as raised:
         github.send(1, GitHubRequest("POST", "/repos/o/r/issues/1/comments", {"body": "x"}))
     assert raised.value.status == 502
-    assert fake_github.writes().count("POST /repos/o/r/issues/1/comments") == 2  # 1 + 1 retry
+    assert fake_github.writes().count("POST /repos/o/r/issues/1/comments") == 1
+
+
+def test_github_error_survives_pickling() -> None:
+    import pickle
+
+    error = pickle.loads(pickle.dumps(GitHubError(502, "Bad Gateway")))  # noqa: S301
+    assert (error.status, str(error)) == (502, "502: Bad Gateway")
 
 
 def test_client_errors_are_not_retried(

@@ -20,6 +20,7 @@ from app.effects.store import Store
 from app.engine.runtime import engine_database_url
 from app.settings import Settings
 from tests.conftest import POSTGRES, SECRET
+from tests.contract.contract import Contract
 from tests.fakes.github import FakeGitHub, free_port, serve
 from tests.helpers import body_of, labeled_issue, signed_headers
 
@@ -151,9 +152,9 @@ def assert_processed_once(
 
 
 def test_sigkill_right_after_the_2xx_loses_nothing_and_repeats_nothing(
-    settings: Settings, tmp_path: Path
+    settings: Settings, tmp_path: Path, github_contract: Contract
 ) -> None:
-    fake = FakeGitHub(latency=0.02)
+    fake = FakeGitHub(latency=0.02, contract=github_contract)
     numbers = range(1, 41)
     rejected = {n for n in numbers if n % 3 == 0}
     with serve(fake) as github_url:
@@ -184,8 +185,10 @@ postgres_only = pytest.mark.skipif(
 
 
 @postgres_only
-def test_ingress_and_two_workers_share_the_queue(settings: Settings, tmp_path: Path) -> None:
-    fake = FakeGitHub(latency=0.05)
+def test_ingress_and_two_workers_share_the_queue(
+    settings: Settings, tmp_path: Path, github_contract: Contract
+) -> None:
+    fake = FakeGitHub(latency=0.05, contract=github_contract)
     numbers = range(1, 61)
     with serve(fake) as github_url:
         env = app_env(settings, fake, github_url, NIGHTSHIFT_WORKER_CONCURRENCY="4")
@@ -210,9 +213,9 @@ def test_ingress_and_two_workers_share_the_queue(settings: Settings, tmp_path: P
 
 @postgres_only
 def test_work_of_a_worker_that_never_comes_back_is_recovered(
-    settings: Settings, tmp_path: Path
+    settings: Settings, tmp_path: Path, github_contract: Contract
 ) -> None:
-    fake = FakeGitHub(latency=0.3)
+    fake = FakeGitHub(latency=0.3, contract=github_contract)
     numbers = range(1, 21)
     with serve(fake) as github_url:
         env = app_env(

@@ -40,7 +40,7 @@ def store_delivery(
         delivery_id,
         event,
         action if isinstance(action, str) else None,
-        "octo/repo",
+        data.get("repository", {}).get("full_name", "octo/repo"),
         77,
         body_of(data),
     )
@@ -84,11 +84,11 @@ def test_rejected_issue_gets_label_and_one_comment(
 
 def test_same_delivery_started_twice_runs_once(runtime: Runtime, fake_github: FakeGitHub) -> None:
     item = store_delivery(runtime, "d3", labeled_issue(number=7))
-    runtime.start(item.id)
-    runtime.start(item.id)
+    runtime.start(item.id, "octo/repo")
+    runtime.start(item.id, "octo/repo")
     wait_for(runtime, "d3")
     assert DBOS.retrieve_workflow("d3").get_result() == "done"
-    runtime.start(item.id)
+    runtime.start(item.id, "octo/repo")
     runtime.pump()
     time.sleep(0.5)
     assert fake_github.effects == ["octo/repo#7:+nightshift:queued"]
@@ -112,8 +112,17 @@ def test_pump_keeps_a_burst_out_of_the_engine_until_there_is_room(
     burst = [f"b{n}" for n in range(room + 20)]
     for n, delivery_id in enumerate(burst):
         store_delivery(runtime, delivery_id, labeled_issue(number=100 + n))
+    other = store_delivery(runtime, "other-repo", labeled_issue(number=99, repo="octo/other"))
+    runtime.wake()
     time.sleep(0.6)
-    assert runtime.store.in_flight() <= room
+    in_flight = runtime.store.in_flight()
+    in_engine = DBOS.list_workflows(
+        status=["ENQUEUED", "PENDING"], name="nightshift.delivery"
+    )  # what the engine itself holds, not the pump's bookkeeping
+    assert 0 < len(in_engine) <= room
+    assert sum(in_flight.values()) <= room
+    assert in_flight.get("octo/repo", 0) <= 4  # one repository's burst leaves room for others
+    assert wait_for(runtime, other.id, timeout=10) == {"other-repo": "done"}
     assert set(wait_for(runtime, *burst, timeout=60).values()) == {"done"}
 
 
@@ -160,3 +169,188 @@ def test_paused_repository_takes_no_action(runtime: Runtime, fake_github: FakeGi
     assert wait_for(runtime, "d6") == {"d6": "done"}
     assert fake_github.effects == []
     assert runtime.store.audit_log(delivery_id="d6")[0].why == "paused: no automatic action"
+
+
+def test_invalid_configuration_is_reported_once_then_work_resumes_when_fixed(
+    runtime: Runtime, fake_github: FakeGitHub
+) -> None:
+    path = ("octo/repo", ".github/nightshift.yml")
+    fake_github.files[path] = "limits:\n  max_fix_rounds: lots\n"
+    store_delivery(runtime, "c1", labeled_issue(number=20))
+    store_delivery(runtime, "c2", labeled_issue(number=21))
+    runtime.wake()
+    assert wait_for(runtime, "c1", "c2") == {"c1": "done", "c2": "done"}
+    assert fake_github.effects == [
+        "octo/repo#20:comment:Nightshift can't work in this repository until its "
+        "configuration is fixed:"
+    ]
+    assert (
+        "limits.max_fix_rounds: Input should be a valid integer"
+        in (fake_github.issue("octo/repo", 20).comments[0]["body"])
+    )
+
+    fake_github.files[path] = "limits:\n  max_fix_rounds: 2\n"
+    runtime.configs.forget("octo/repo")
+    store_delivery(runtime, "c3", labeled_issue(number=22))
+    runtime.wake()
+    assert wait_for(runtime, "c3") == {"c3": "done"}
+    assert fake_github.effects[1:] == ["octo/repo#22:+nightshift:queued"]
+    assert runtime.store.reported_config_error("octo/repo") is None
+
+
+def test_unreadable_configuration_fails_the_delivery_with_the_reason(
+    runtime: Runtime, fake_github: FakeGitHub
+) -> None:
+    fake_github.fail(
+        "GET",
+        r"/repos/octo/repo/contents/.*",
+        403,
+        times=100,
+        body={"message": "Resource not accessible by integration"},
+    )
+    store_delivery(runtime, "u1", labeled_issue(number=23))
+    runtime.wake()
+    assert wait_for(runtime, "u1", timeout=60) == {"u1": "failed"}
+    (row,) = runtime.store.list_deliveries(status="failed")
+    assert row.error == (
+        "gave up after 3 attempts: GitHubError: 403: Resource not accessible by integration"
+    )
+    assert fake_github.effects == []
+
+
+def test_a_delivery_no_rule_handles_any_more_is_finished_as_ignored(runtime: Runtime) -> None:
+    store_delivery(
+        runtime,
+        "i1",
+        {"action": "created", "repository": {"full_name": "octo/repo"}},
+        event="deployment_status",
+    )
+    runtime.wake()
+    assert wait_for(runtime, "i1") == {"i1": "ignored"}
+
+
+def test_a_transient_github_failure_is_retried_by_the_step(
+    runtime: Runtime, fake_github: FakeGitHub
+) -> None:
+    fake_github.fail("POST", r"/repos/octo/repo/issues/30/labels", 502, times=2)
+    store_delivery(runtime, "t1", labeled_issue(number=30))
+    runtime.wake()
+    assert wait_for(runtime, "t1", timeout=60) == {"t1": "done"}
+    assert fake_github.effects == ["octo/repo#30:+nightshift:queued"]
+    assert fake_github.writes().count("POST /repos/octo/repo/issues/30/labels") == 3
+
+
+def test_rows_of_workflows_that_ended_without_finishing_are_reaped(runtime: Runtime) -> None:
+    from dbos import SetEnqueueOptions, SetWorkflowID
+
+    store_delivery(runtime, "lost", labeled_issue(number=31))
+    store_delivery(runtime, "cancelled", labeled_issue(number=32))
+    runtime.store.mark_dispatched(["lost", "cancelled"])  # "lost": enqueued nowhere
+    with (
+        SetWorkflowID("cancelled"),
+        SetEnqueueOptions(queue_partition_key="octo/repo", delay_seconds=600),
+    ):
+        runtime.queue.enqueue(runtime.engine.handle, "cancelled")
+    DBOS.cancel_workflow("cancelled")
+    assert runtime.reap(older_than=-1) == 2
+    rows = {r.id: (r.status, r.error) for r in runtime.store.list_deliveries()}
+    assert rows["lost"] == ("failed", "the workflow ended without finishing: missing")
+    assert rows["cancelled"][0] == "failed"
+    assert rows["cancelled"][1] is not None and "CANCELLED" in rows["cancelled"][1]
+    assert runtime.store.in_flight() == {}
+
+
+def test_workflows_carry_the_engine_version_not_the_release(runtime: Runtime) -> None:
+    from app.engine.delivery import ENGINE_VERSION
+
+    store_delivery(runtime, "v1", labeled_issue(number=33))
+    runtime.wake()
+    wait_for(runtime, "v1")
+    status = DBOS.get_workflow_status("v1")
+    assert status is not None
+    assert status.app_version == ENGINE_VERSION
+
+
+def test_a_worker_that_cannot_heartbeat_stops_before_it_is_presumed_dead(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fenced: list[bool] = []
+    runtime._fence = lambda: fenced.append(True)
+
+    def unreachable(executor_id: str) -> None:
+        raise ConnectionError("database unreachable")
+
+    monkeypatch.setattr(runtime.store, "touch_worker", unreachable)
+    with pytest.raises(ConnectionError):
+        runtime.heartbeat()
+    assert fenced == []  # a short outage is tolerated
+    runtime._last_heartbeat -= runtime.settings.dead_worker_seconds / 2 + 1
+    with pytest.raises(ConnectionError):
+        runtime.heartbeat()
+    assert fenced == [True]
+
+
+def test_liveness_is_judged_by_the_database_clock(settings: Settings) -> None:
+    from app.effects.store import Store
+
+    skewed = Store(settings.database_url, clock=lambda: 0.0)  # a machine 56 years behind
+    skewed.migrate()
+    skewed.touch_worker("alive")
+    assert skewed.dead_workers("me", silent_for=60) == []
+    time.sleep(0.05)
+    assert skewed.dead_workers("me", silent_for=0.01) == ["alive"]
+    assert skewed.live_workers(silent_for=60) == 1  # "alive"; "me" never beat
+    skewed.dispose()
+
+
+def test_destructive_issue_waits_for_approval_by_a_collaborator_with_write_access(
+    runtime: Runtime, fake_github: FakeGitHub
+) -> None:
+    from tests.helpers import command_comment
+
+    fake_github.permissions[("octo/repo", "lead")] = "maintain"
+    fake_github.permissions[("octo/repo", "visitor")] = "read"
+    waiting = ("autonomous", "nightshift:needs-approval")
+    store_delivery(runtime, "a1", labeled_issue(number=40, body="- [ ] drop table old_sessions"))
+    runtime.wake()
+    wait_for(runtime, "a1")
+    fake_github.issue("octo/repo", 40).labels.append("autonomous")
+    store_delivery(
+        runtime,
+        "a2",
+        command_comment("/nightshift approve", login="visitor", number=40, labels=waiting),
+        event="issue_comment",
+    )
+    store_delivery(
+        runtime,
+        "a3",
+        command_comment("/nightshift approve", login="stranger", number=40, labels=waiting),
+        event="issue_comment",
+    )
+    store_delivery(
+        runtime,
+        "a4",
+        command_comment("/nightshift approve", login="lead", number=40, labels=waiting),
+        event="issue_comment",
+    )
+    runtime.wake()
+    assert set(wait_for(runtime, "a2", "a3", "a4").values()) == {"done"}
+    assert fake_github.effects == [
+        "octo/repo#40:+nightshift:needs-approval",
+        "octo/repo#40:comment:This issue mentions a destructive operation (`drop table`). "
+        "An agent will take it only after someone with write access comments "
+        "`/nightshift approve` here.",
+        "octo/repo#40:comment:@visitor only people with write access to this repository can "
+        "`/nightshift approve`.",
+        "octo/repo#40:comment:@stranger only people with write access to this repository can "
+        "`/nightshift approve`.",
+        "octo/repo#40:-nightshift:needs-approval",
+        "octo/repo#40:+nightshift:queued",
+        "octo/repo#40:comment:Approved by @lead: queued for an agent.",
+    ]
+    asked = [r.path for r in fake_github.requests if r.path.endswith("/permission")]
+    assert asked == [
+        "/repos/octo/repo/collaborators/visitor/permission",
+        "/repos/octo/repo/collaborators/stranger/permission",
+        "/repos/octo/repo/collaborators/lead/permission",
+    ]
