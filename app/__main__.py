@@ -53,6 +53,41 @@ def _parser() -> argparse.ArgumentParser:
         "--status", choices=["queued", "done", "ignored", "failed"], help="only this status"
     )
 
+    pause = sub.add_parser(
+        "pause", help="stop all automatic action in one repository, or everywhere (kill switch)"
+    )
+    pause_target = pause.add_mutually_exclusive_group(required=True)
+    pause_target.add_argument("repository", nargs="?", help="OWNER/NAME")
+    pause_target.add_argument("--all", action="store_true", help="every repository")
+    resume = sub.add_parser("resume", help="undo `pause` for one repository, or `--all`")
+    resume_target = resume.add_mutually_exclusive_group(required=True)
+    resume_target.add_argument("repository", nargs="?", help="OWNER/NAME")
+    resume_target.add_argument("--all", action="store_true", help="the global pause")
+    paused = sub.add_parser("paused", help="list what is paused")
+    paused.add_argument("--json", action="store_true", help="one JSON object per line")
+
+    replay = sub.add_parser(
+        "replay",
+        help="show what Nightshift would do with recorded deliveries, touching nothing",
+        description="Feed recorded webhook deliveries through the decisions and print the "
+        "actions, with the exact requests they would send. Nothing is sent or stored. A file "
+        "is a delivery as GitHub's API returns it ({'request': {'headers', 'payload'}}), or "
+        "a bare payload (give --event).",
+    )
+    replay.add_argument(
+        "--dry-run", action="store_true", required=True, help="required: replay never acts"
+    )
+    replay.add_argument("files", nargs="+", metavar="FILE", help="recorded deliveries (JSON)")
+    replay.add_argument("--event", help="the event of bare payload files (e.g. issues)")
+    replay.add_argument("--config", metavar="FILE", help="a nightshift.yml to decide with")
+    replay.add_argument(
+        "--permission",
+        default="none",
+        choices=["admin", "maintain", "write", "triage", "read", "none"],
+        help="the commenters' permission, for /nightshift commands (none)",
+    )
+    replay.add_argument("--json", action="store_true", help="one JSON object per delivery")
+
     config = sub.add_parser("config", help="repository configuration (.github/nightshift.yml)")
     config_sub = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     config_check = config_sub.add_parser("check", help="validate a nightshift.yml file")
@@ -78,6 +113,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _config_check(args.file, args.json)
         if args.command == "roster":
             return _roster_check(args.file, args.json)
+        if args.command == "replay":
+            return _replay(args.files, args.event, args.config, args.permission, args.json)
         settings = load_settings()
         if args.command == "serve":
             return _serve(settings, args.host, args.port, workers=not args.no_workers)
@@ -87,6 +124,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _audit(settings, args.json, args.limit, args.delivery)
         if args.command == "deliveries":
             return _deliveries(settings, args.json, args.limit, args.status)
+        if args.command in ("pause", "resume"):
+            return _pause(settings, args.command, "*" if args.all else args.repository)
+        if args.command == "paused":
+            return _paused(settings, args.json)
     except (SettingsError, CommandError) as exc:
         print(f"nightshift: error: {exc}", file=sys.stderr)
         return 2
@@ -210,6 +251,123 @@ def _deliveries(settings: Settings, as_json: bool, limit: int, status: str | Non
                 f"{row.repository or '-'}" + (f"  error: {row.error}" if row.error else "")
             )
     return 0
+
+
+def _pause(settings: Settings, command: str, repository: str) -> int:
+    import getpass
+
+    if repository != "*" and repository.count("/") != 1:
+        raise CommandError(f"{repository!r} is not OWNER/NAME (or use --all)")
+    where = "every repository" if repository == "*" else repository
+    with _open_store(settings) as store:
+        if command == "pause":
+            changed = store.pause(repository, by=f"cli:{getpass.getuser()}")
+            print(f"paused {where}" if changed else f"{where} was already paused")
+        else:
+            changed = store.resume(repository)
+            print(f"resumed {where}" if changed else f"{where} was not paused")
+    return 0
+
+
+def _paused(settings: Settings, as_json: bool) -> int:
+    with _open_store(settings) as store:
+        rows = store.pauses()
+    for repository, since, by in rows:
+        name = "every repository" if repository == "*" else repository
+        if as_json:
+            print(json.dumps({"repository": repository, "since": _iso(since), "by": by}))
+        else:
+            print(f"{name}  since {_when(since)}  by {by}")
+    return 0
+
+
+def _replay(
+    files: list[str],
+    event: str | None,
+    config_file: str | None,
+    permission: str,
+    as_json: bool,
+) -> int:
+    from app.core import config as core_config
+    from app.core.actions import GitHubAction
+    from app.core.envelope import Envelope, EnvelopeError
+    from app.core.rules import decide
+    from app.core.state import RepoState
+    from app.effects.github import request_for
+
+    config = core_config.DEFAULT_CONFIG
+    if config_file is not None:
+        try:
+            config = core_config.parse(_read(config_file), config_file)
+        except core_config.ConfigError as exc:
+            raise CommandError(str(exc)) from None
+    state = RepoState(sender_permission=permission)
+    for number, path in enumerate(files, start=1):
+        delivery_id, name, payload = _recorded(path, event)
+        try:
+            env = Envelope.parse(delivery_id, name, payload)
+        except EnvelopeError as exc:
+            raise CommandError(f"{path}: {exc}") from None
+        decision = decide(env, state, config)
+        actions: list[dict[str, Any]] = [
+            {
+                "what": action.describe(),
+                "why": action.reason,
+                "request": request_for(action).as_dict()
+                if isinstance(action, GitHubAction)
+                else None,
+            }
+            for action in decision.actions
+        ]
+        failures = [f"{f.rule}: {f.error}" for f in decision.failures]
+        if as_json:
+            print(
+                json.dumps(
+                    {
+                        "file": path,
+                        "delivery": env.name,
+                        "handled": decision.handled,
+                        "actions": actions,
+                        "failures": failures,
+                    }
+                )
+            )
+            continue
+        print(f"[{number}/{len(files)}] {path}: {env.name} ({env.repository or '-'})")
+        if not decision.handled:
+            print("  ignored: no rule handles it")
+        elif not actions and not failures:
+            print("  nothing to do")
+        for action in actions:
+            request = action["request"]
+            sent = f"  -> {request['method']} {request['path']}" if request else ""
+            print(f"  {action['what']}  ({action['why']}){sent}")
+            if request and request.get("json") is not None:
+                print(f"     {json.dumps(request['json'])}")
+        for failure in failures:
+            print(f"  rule failed: {failure}")
+    return 0
+
+
+def _recorded(path: str, event: str | None) -> tuple[str, str, dict[str, Any]]:
+    """(delivery id, event, payload) of a recorded delivery file."""
+    try:
+        data = json.loads(_read(path))
+    except ValueError as exc:
+        raise CommandError(f"{path}: not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise CommandError(f"{path}: not a JSON object")
+    request = data.get("request")
+    if isinstance(request, dict) and isinstance(request.get("payload"), dict):
+        headers = {str(k).lower(): v for k, v in (request.get("headers") or {}).items()}
+        name = event or headers.get("x-github-event") or data.get("event")
+        delivery = headers.get("x-github-delivery") or data.get("guid") or path
+        if not name:
+            raise CommandError(f"{path}: no X-GitHub-Event header; give --event")
+        return str(delivery), str(name), request["payload"]
+    if event is None:
+        raise CommandError(f"{path}: a bare payload needs --event (e.g. --event issues)")
+    return path, event, data
 
 
 def _read(path: str) -> str:

@@ -217,3 +217,81 @@ def test_roster_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
             "message": "transport 'smoke' must be one of github, webhook, maestro",
         }
     ]
+
+
+def test_pause_and_resume_are_a_kill_switch_that_survives_restarts(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], settings: Settings
+) -> None:
+    monkeypatch.setenv("NIGHTSHIFT_DATABASE_URL", settings.database_url)
+    assert main(["pause", "octo/repo"]) == 0
+    assert capsys.readouterr().out == "paused octo/repo\n"
+    assert main(["pause", "--all"]) == 0
+    assert main(["pause", "--all"]) == 0
+    assert (
+        capsys.readouterr().out == "paused every repository\nevery repository was already paused\n"
+    )
+    store = Store(settings.database_url)  # a new process: the pause is in the database
+    assert store.is_paused("other/repo")
+    assert store.is_paused("octo/repo")
+    assert main(["resume", "--all"]) == 0
+    assert not store.is_paused("other/repo")
+    assert store.is_paused("octo/repo")
+    assert main(["paused", "--json"]) == 0
+    (line,) = capsys.readouterr().out.splitlines()[1:]
+    assert json.loads(line)["repository"] == "octo/repo"
+    assert main(["resume", "octo/repo"]) == 0
+    assert not store.is_paused("octo/repo")
+    store.dispose()
+    assert main(["pause", "not-a-repo"]) == 2
+    assert "is not OWNER/NAME" in capsys.readouterr().err
+
+
+def test_replay_previews_actions_without_touching_anything(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.helpers import command_comment, labeled_issue
+
+    labelled = tmp_path / "labelled.json"
+    labelled.write_text(json.dumps(labeled_issue(number=7)))
+    recorded = tmp_path / "recorded.json"  # as GitHub's API returns a delivery
+    recorded.write_text(
+        json.dumps(
+            {
+                "guid": "g-1",
+                "request": {
+                    "headers": {"X-GitHub-Event": "issue_comment", "X-GitHub-Delivery": "g-1"},
+                    "payload": command_comment("/nightshift approve"),
+                },
+            }
+        )
+    )
+    assert main(["replay", "--dry-run", "--event", "issues", str(labelled)]) == 0
+    out = capsys.readouterr().out
+    assert out == (
+        f"[1/1] {labelled}: issues.labeled (octo/repo)\n"
+        "  octo/repo#7:+nightshift:queued  (intake: accepted for autonomous work)"
+        "  -> POST /repos/octo/repo/issues/7/labels\n"
+        '     {"labels": ["nightshift:queued"]}\n'
+    )
+    assert main(["replay", "--dry-run", "--json", str(recorded)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["delivery"] == "issue_comment.created"
+    assert result["actions"][0]["request"]["path"] == "/repos/octo/repo/issues/1/comments"
+    assert "only people with write access" in result["actions"][0]["request"]["json"]["body"]
+
+    config = tmp_path / "nightshift.yml"
+    config.write_text("trigger_label: night\n")
+    assert (
+        main(["replay", "--dry-run", "--event", "issues", "--config", str(config), str(labelled)])
+        == 0
+    )
+    assert "nothing to do" in capsys.readouterr().out  # `autonomous` is not the trigger here
+    assert main(["replay", "--dry-run", str(labelled)]) == 2
+    assert "needs --event" in capsys.readouterr().err
+
+
+def test_replay_requires_dry_run(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["replay", "x.json"])
+    assert exited.value.code == 2
+    assert "--dry-run" in capsys.readouterr().err

@@ -462,6 +462,32 @@ class Store:
                 is not None
             )
 
+    def pause(self, repository: str, by: str) -> bool:
+        """Stop automatic action in a repository (or `*`: everywhere); False if already."""
+        dialect = sqlite if self.is_sqlite else postgresql
+        statement = (
+            dialect.insert(pauses)
+            .values(repository=repository, since=self.clock(), by=by)
+            .on_conflict_do_nothing(index_elements=["repository"])
+            .returning(pauses.c.repository)
+        )
+        with self.engine.begin() as connection:
+            return connection.execute(statement).first() is not None
+
+    def resume(self, repository: str) -> bool:
+        with self.engine.begin() as connection:
+            result = connection.execute(sa.delete(pauses).where(pauses.c.repository == repository))
+            return bool(result.rowcount)
+
+    def pauses(self) -> list[tuple[str, float, str]]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(pauses.c.repository, pauses.c.since, pauses.c.by).order_by(
+                    pauses.c.repository
+                )
+            ).all()
+        return [(str(r), float(t), str(b)) for r, t, b in rows]
+
     # per-repository memory ----------------------------------------------------------------
 
     def reported_config_error(self, repository: str | None) -> str | None:

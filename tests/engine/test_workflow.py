@@ -160,10 +160,7 @@ def test_payload_missing_a_field_is_failed_with_the_reason(runtime: Runtime) -> 
 
 
 def test_paused_repository_takes_no_action(runtime: Runtime, fake_github: FakeGitHub) -> None:
-    from app.effects.tables import pauses
-
-    with runtime.store.engine.begin() as connection:
-        connection.execute(pauses.insert().values(repository="*", since=0, by="test"))
+    runtime.store.pause("*", by="test")  # what `nightshift pause --all` does
     store_delivery(runtime, "d6", labeled_issue(number=10))
     runtime.wake()
     assert wait_for(runtime, "d6") == {"d6": "done"}
