@@ -269,6 +269,7 @@ def test_replay_previews_actions_without_touching_anything(
     out = capsys.readouterr().out
     assert out == (
         f"[1/1] {labelled}: issues.labeled (octo/repo)\n"
+        "  octo/repo#7:new->queued  (intake: accepted for autonomous work)\n"
         "  octo/repo#7:+nightshift:queued  (intake: accepted for autonomous work)"
         "  -> POST /repos/octo/repo/issues/7/labels\n"
         '     {"labels": ["nightshift:queued"]}\n'

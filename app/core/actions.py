@@ -76,8 +76,26 @@ class ForgetConfigError(_Action):
         return f"{self.repo}:config-error-cleared"
 
 
+class Transition(_Action):
+    """Move a task from one state to another (app/core/tasks.py has the table).
+
+    Carried out as a compare-and-set on `from_state`: a step re-run after a crash finds the
+    move made and does not make it twice. Listed before the GitHub actions it justifies.
+    """
+
+    kind: Literal["transition"] = "transition"
+    number: int
+    event: str
+    from_state: str | None
+    to_state: str
+    previous: str | None = None
+
+    def describe(self) -> str:
+        return f"{self.repo}#{self.number}:{self.from_state or 'new'}->{self.to_state}"
+
+
 GitHubAction = AddLabels | RemoveLabel | Comment
-StoreAction = RememberConfigError | ForgetConfigError
+StoreAction = RememberConfigError | ForgetConfigError | Transition
 Action = Annotated[GitHubAction | StoreAction, Field(discriminator="kind")]
 ACTION_ADAPTER: TypeAdapter[Action] = TypeAdapter(Action)
 ACTIONS_ADAPTER: TypeAdapter[list[Action]] = TypeAdapter(list[Action])

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from app.core.tasks import Task
+
 
 @dataclass(frozen=True)
 class RepoState:
@@ -17,6 +19,8 @@ class RepoState:
     # the sender's permission on the repository (admin, maintain, write, triage, read, none),
     # looked up through the API when the delivery carries a command, else None
     sender_permission: str | None = None
+    # the task of the issue the delivery is about, if there is one
+    task: Task | None = None
 
 
 EMPTY_STATE = RepoState()

@@ -9,7 +9,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from app.core.actions import Action, Comment, ForgetConfigError, RememberConfigError, RemoveLabel
+from app.core.actions import (
+    Action,
+    Comment,
+    ForgetConfigError,
+    RememberConfigError,
+    RemoveLabel,
+    Transition,
+)
 from app.effects.github import GitHubError, GitHubPort, GitHubRequest, marker, request_for
 from app.effects.store import AuditEntry, Store
 
@@ -34,6 +41,8 @@ class Executor:
     def execute(self, ctx: Context, action: Action) -> Outcome:
         if isinstance(action, RememberConfigError | ForgetConfigError):
             return self._remember(ctx, action)
+        if isinstance(action, Transition):
+            return self._transition(ctx, action)
         request = request_for(action)
         entry = _entry_for(ctx, action, request)
         if self.dry_run or self.github is None:
@@ -78,6 +87,23 @@ class Executor:
             )
         )
         return "sent"
+
+    def _transition(self, ctx: Context, action: Transition) -> Outcome:
+        """Nightshift's own state: kept in dry-run too, so dry-run decides like the real thing."""
+        moved = self.store.transition(
+            action.repo, action.number, action.from_state, action.to_state, action.previous
+        )
+        self.store.record(
+            AuditEntry(
+                kind="transition" if moved else "skipped",
+                what=action.describe(),
+                why=action.reason if moved else f"{action.reason} (already moved)",
+                delivery_id=ctx.delivery_id,
+                repository=action.repo,
+                detail={"action": action.kind, "event": action.event},
+            )
+        )
+        return "sent" if moved else "skipped"
 
     def _already_posted(self, github: GitHubPort, ctx: Context, action: Comment) -> bool:
         """True when an earlier attempt of this step posted the comment (a crash in between).

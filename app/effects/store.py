@@ -13,6 +13,8 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy.dialects import postgresql, sqlite
 
+from app.core.tasks import State as TaskState
+from app.core.tasks import Task
 from app.effects.tables import (
     audit,
     deliveries,
@@ -20,6 +22,7 @@ from app.effects.tables import (
     pauses,
     redeliveries,
     repositories,
+    tasks,
     workers,
 )
 
@@ -487,6 +490,64 @@ class Store:
                 )
             ).all()
         return [(str(r), float(t), str(b)) for r, t, b in rows]
+
+    # tasks ----------------------------------------------------------------------------------
+
+    def task(self, repo: str, number: int) -> Task | None:
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                sa.select(tasks.c.state, tasks.c.previous_state)
+                .where(tasks.c.repo == repo)
+                .where(tasks.c.number == number)
+            ).first()
+        if row is None:
+            return None
+        previous = TaskState(row.previous_state) if row.previous_state else None
+        return Task(repo, number, TaskState(row.state), previous)
+
+    def transition(
+        self,
+        repo: str,
+        number: int,
+        from_state: str | None,
+        to_state: str,
+        previous: str | None,
+    ) -> bool:
+        """Compare-and-set: move the task only if it is still in `from_state`."""
+        now = self.clock()
+        with self.engine.begin() as connection:
+            if from_state is None:
+                dialect = sqlite if self.is_sqlite else postgresql
+                statement = (
+                    dialect.insert(tasks)
+                    .values(
+                        repo=repo,
+                        number=number,
+                        state=to_state,
+                        previous_state=previous,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                    .on_conflict_do_nothing(index_elements=["repo", "number"])
+                    .returning(tasks.c.number)
+                )
+                return connection.execute(statement).first() is not None
+            result = connection.execute(
+                sa.update(tasks)
+                .where(tasks.c.repo == repo)
+                .where(tasks.c.number == number)
+                .where(tasks.c.state == from_state)
+                .values(state=to_state, previous_state=previous, updated_at=now)
+            )
+            return bool(result.rowcount)
+
+    def tasks_by_state(self, repo: str | None = None) -> list[tuple[str, int, str, float]]:
+        query = sa.select(tasks.c.repo, tasks.c.number, tasks.c.state, tasks.c.updated_at)
+        if repo is not None:
+            query = query.where(tasks.c.repo == repo)
+        with self.engine.connect() as connection:
+            rows = connection.execute(query.order_by(tasks.c.repo, tasks.c.number)).all()
+        return [(str(r), int(n), str(s), float(t)) for r, n, s, t in rows]
 
     # per-repository memory ----------------------------------------------------------------
 

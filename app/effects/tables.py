@@ -85,3 +85,16 @@ repositories = sa.Table(
     sa.Column("reported_config_error", sa.Text, nullable=True),
     sa.Column("updated_at", sa.Float, nullable=False),
 )
+
+# One row per task: an issue labelled for autonomous work.
+tasks = sa.Table(
+    "tasks",
+    metadata,
+    sa.Column("repo", sa.String(256), primary_key=True),
+    sa.Column("number", sa.Integer, primary_key=True),
+    sa.Column("state", sa.String(32), nullable=False, index=True),
+    # where a detour (blocked, escalated, paused) returns to
+    sa.Column("previous_state", sa.String(32), nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)

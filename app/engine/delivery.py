@@ -19,6 +19,7 @@ from app.core.config import DEFAULT_CONFIG
 from app.core.envelope import Envelope, EnvelopeError
 from app.core.rules import commands, decide
 from app.core.state import RepoState
+from app.core.tasks import Task
 from app.effects import facts
 from app.effects.executor import Context, Executor
 from app.effects.repo_config import ConfigSource, LoadedConfig
@@ -114,6 +115,7 @@ class DeliveryEngine(DBOSConfiguredInstance):
             paused=self.store.is_paused(env.repository),
             config_error=str(repo_config.error) if repo_config.error is not None else None,
             reported_config_error=self.store.reported_config_error(env.repository),
+            task=self._task_of(env),
             sender_permission=(
                 facts.permission(self.executor.github, env.installation_id, env.repository, asker)
                 if asker is not None and env.repository is not None
@@ -173,6 +175,13 @@ class DeliveryEngine(DBOSConfiguredInstance):
             "failures": [f.rule for f in decision.failures],
             "error": "; ".join(f"{f.rule}: {f.error}" for f in decision.failures) or None,
         }
+
+    def _task_of(self, env: Envelope) -> Task | None:
+        issue = env.payload.get("issue")
+        number = issue.get("number") if isinstance(issue, dict) else None
+        if env.repository is None or not isinstance(number, int):
+            return None
+        return self.store.task(env.repository, number)
 
     # A transient failure (GitHub 5xx or unreachable, a database hiccup) raises and the step
     # runs again; a comment re-run finds the one an earlier attempt posted by its marker.

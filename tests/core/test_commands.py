@@ -6,12 +6,14 @@ from typing import Any
 
 import pytest
 
-from app.core.actions import Action, AddLabels, Comment, RemoveLabel
+from app.core.actions import Action, AddLabels, Comment, RemoveLabel, Transition
 from app.core.config import DEFAULT_CONFIG
 from app.core.envelope import Envelope
 from app.core.rules import commands, decide
 from app.core.rules.intake import NEEDS_APPROVAL_LABEL
 from app.core.state import RepoState
+from app.core.tasks import State as TaskState
+from app.core.tasks import Task
 from tests.helpers import command_comment
 
 REPO = "octo/repo"
@@ -23,6 +25,14 @@ def reply(text: str, reason: str) -> Comment:
 
 
 APPROVED = [
+    Transition(
+        repo=REPO,
+        number=1,
+        event="approve",
+        from_state="awaiting_approval",
+        to_state="queued",
+        reason="commands: approved by @octocat",
+    ),
     RemoveLabel(
         repo=REPO, number=1, label=NEEDS_APPROVAL_LABEL, reason="commands: approved by @octocat"
     ),
@@ -130,7 +140,9 @@ APPROVED = [
 )
 def test_commands(data: dict[str, Any], permission: str | None, expected: list[Action]) -> None:
     env = Envelope.parse("d1", "issue_comment", data)
-    decision = decide(env, RepoState(sender_permission=permission), DEFAULT_CONFIG)
+    waiting = NEEDS_APPROVAL_LABEL in {label["name"] for label in data["issue"]["labels"]}
+    task = Task(REPO, 1, TaskState.AWAITING_APPROVAL) if waiting else None
+    decision = decide(env, RepoState(sender_permission=permission, task=task), DEFAULT_CONFIG)
     assert decision.failures == ()
     assert list(decision.actions) == expected
 

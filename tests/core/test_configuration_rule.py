@@ -6,7 +6,14 @@ from typing import Any
 
 import pytest
 
-from app.core.actions import Action, AddLabels, Comment, ForgetConfigError, RememberConfigError
+from app.core.actions import (
+    Action,
+    AddLabels,
+    Comment,
+    ForgetConfigError,
+    RememberConfigError,
+    Transition,
+)
 from app.core.config import DEFAULT_CONFIG
 from app.core.envelope import Envelope
 from app.core.rules import configuration, decide
@@ -72,6 +79,14 @@ def test_fixed_configuration_is_forgotten_and_work_resumes() -> None:
     )
     assert list(decision.actions) == [
         ForgetConfigError(repo=REPO, reason="configuration: the file is valid"),
+        Transition(
+            repo=REPO,
+            number=1,
+            event="accept",
+            from_state=None,
+            to_state="queued",
+            reason="intake: accepted for autonomous work",
+        ),
         AddLabels(
             repo=REPO,
             number=1,

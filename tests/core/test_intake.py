@@ -6,11 +6,13 @@ from typing import Any
 
 import pytest
 
-from app.core.actions import Action, AddLabels, Comment, RemoveLabel
+from app.core.actions import Action, AddLabels, Comment, RemoveLabel, Transition
 from app.core.config import DEFAULT_CONFIG, Config
 from app.core.envelope import Envelope
 from app.core.rules import decide, intake
 from app.core.state import RepoState
+from app.core.tasks import State as TaskState
+from app.core.tasks import Task
 from tests.helpers import labeled_issue, payload
 
 REPO = "octo/repo"
@@ -20,17 +22,28 @@ def env(data: dict[str, Any], event: str = "issues", delivery: str = "d1") -> En
     return Envelope.parse(delivery, event, data)
 
 
+def moved(
+    from_state: str | None, to_state: str, event: str, reason: str, previous: str | None = None
+) -> Transition:
+    return Transition(
+        repo=REPO,
+        number=1,
+        event=event,
+        from_state=from_state,
+        to_state=to_state,
+        previous=previous,
+        reason=reason,
+    )
+
+
 def rejected(*problems: str) -> list[Action]:
     body = intake.REJECTED_COMMENT.format(
         problems="\n".join(f"- {p}" for p in problems), label="autonomous"
     )
+    reason = f"intake: {len(problems)} validation rule(s) failed"
     return [
-        AddLabels(
-            repo=REPO,
-            number=1,
-            labels=(intake.REJECTED_LABEL,),
-            reason=f"intake: {len(problems)} validation rule(s) failed",
-        ),
+        moved(None, "rejected", "reject", reason),
+        AddLabels(repo=REPO, number=1, labels=(intake.REJECTED_LABEL,), reason=reason),
         Comment(
             repo=REPO,
             number=1,
@@ -41,13 +54,15 @@ def rejected(*problems: str) -> list[Action]:
     ]
 
 
+ACCEPTED = moved(None, "queued", "accept", "intake: accepted for autonomous work")
 QUEUED = [
+    ACCEPTED,
     AddLabels(
         repo=REPO,
         number=1,
         labels=(intake.QUEUED_LABEL,),
         reason="intake: accepted for autonomous work",
-    )
+    ),
 ]
 HUMAN = {"login": "octocat", "type": "User"}
 BOT = {"login": "copilot-swe-agent[bot]", "type": "Bot"}
@@ -87,13 +102,14 @@ BOT = {"login": "copilot-swe-agent[bot]", "type": "Bot"}
         pytest.param(
             labeled_issue(labels=[{"name": "autonomous"}, {"name": intake.REJECTED_LABEL}]),
             [
+                ACCEPTED,
                 RemoveLabel(
                     repo=REPO,
                     number=1,
                     label=intake.REJECTED_LABEL,
                     reason="intake: the issue now passes validation",
                 ),
-                *QUEUED,
+                *QUEUED[1:],
             ],
             id="fixed-after-rejection",
         ),
@@ -130,16 +146,18 @@ def test_opened_without_the_label_does_nothing() -> None:
     assert decision.handled and decision.actions == ()
 
 
-def test_unlabeled_removes_nightshift_labels() -> None:
+def test_unlabeled_cancels_the_task_and_removes_nightshift_labels() -> None:
     data = labeled_issue(labels=[{"name": intake.QUEUED_LABEL}])
     data["action"] = "unlabeled"
-    assert list(decide(env(data), RepoState(), DEFAULT_CONFIG).actions) == [
+    task = Task(REPO, 1, TaskState.QUEUED)
+    assert list(decide(env(data), RepoState(task=task), DEFAULT_CONFIG).actions) == [
+        moved("queued", "cancelled", "cancel", "intake: the `autonomous` label was removed"),
         RemoveLabel(
             repo=REPO,
             number=1,
             label=intake.QUEUED_LABEL,
             reason="intake: the `autonomous` label was removed",
-        )
+        ),
     ]
 
 
@@ -179,7 +197,8 @@ def test_real_payload_lacking_newer_fields_still_decides() -> None:
     decision = decide(env(data), RepoState(), DEFAULT_CONFIG)
     assert decision.failures == ()
     assert [a.describe() for a in decision.actions] == [
-        "Codertocat/Hello-World#1:+nightshift:queued"
+        "Codertocat/Hello-World#1:new->queued",
+        "Codertocat/Hello-World#1:+nightshift:queued",
     ]
 
 
@@ -219,6 +238,12 @@ def test_size_within_the_limit_and_unprotected_paths_pass() -> None:
 def test_destructive_operation_waits_for_approval() -> None:
     data = labeled_issue(body="- [ ] DROP TABLE sessions once migrated")
     assert list(decide(env(data), RepoState(), DEFAULT_CONFIG).actions) == [
+        moved(
+            None,
+            "awaiting_approval",
+            "need_approval",
+            "intake: destructive operation (drop table) needs approval",
+        ),
         AddLabels(
             repo=REPO,
             number=1,
@@ -238,4 +263,28 @@ def test_destructive_operation_waits_for_approval() -> None:
         body="- [ ] drop table x",
         labels=[{"name": "autonomous"}, {"name": intake.NEEDS_APPROVAL_LABEL}],
     )
-    assert decide(env(waiting), RepoState(), DEFAULT_CONFIG).actions == ()
+    task = Task(REPO, 1, TaskState.AWAITING_APPROVAL)
+    assert decide(env(waiting), RepoState(task=task), DEFAULT_CONFIG).actions == ()
+
+
+@pytest.mark.parametrize(
+    ("state", "expected"),
+    [
+        pytest.param(None, QUEUED, id="new"),
+        pytest.param(TaskState.QUEUED, [], id="already-queued-repeated-event"),
+        pytest.param(TaskState.IN_PROGRESS, [], id="already-at-work"),
+        pytest.param(TaskState.BLOCKED, [], id="blocked"),
+        pytest.param(
+            TaskState.CANCELLED,
+            [
+                moved("cancelled", "queued", "accept", "intake: accepted for autonomous work"),
+                *QUEUED[1:],
+            ],
+            id="labelled-again-after-cancel",
+        ),
+    ],
+)
+def test_a_labelled_issue_is_taken_in_once(state: TaskState | None, expected: list[Action]) -> None:
+    task = Task(REPO, 1, state) if state is not None else None
+    decision = decide(env(labeled_issue()), RepoState(task=task), DEFAULT_CONFIG)
+    assert list(decision.actions) == expected

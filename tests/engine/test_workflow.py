@@ -65,9 +65,24 @@ def test_labelled_issue_is_queued_on_github(runtime: Runtime, fake_github: FakeG
     assert fake_github.effects == ["octo/repo#5:+nightshift:queued"]
     kinds = [(e.kind, e.what) for e in runtime.store.audit_log(delivery_id="d1")]
     assert kinds == [
-        ("decision", "issues.labeled: 1 action(s)"),
+        ("decision", "issues.labeled: 2 action(s)"),
+        ("transition", "octo/repo#5:new->queued"),
         ("action", "octo/repo#5:+nightshift:queued"),
     ]
+    task = runtime.store.task("octo/repo", 5)
+    assert task is not None and task.state == "queued"
+
+
+def test_the_same_labelling_sent_twice_under_two_delivery_ids_acts_once(
+    runtime: Runtime, fake_github: FakeGitHub
+) -> None:
+    store_delivery(runtime, "twice-1", labeled_issue(number=6))
+    store_delivery(runtime, "twice-2", labeled_issue(number=6))
+    runtime.wake()
+    assert wait_for(runtime, "twice-1", "twice-2") == {"twice-1": "done", "twice-2": "done"}
+    assert fake_github.effects == ["octo/repo#6:+nightshift:queued"]
+    transitions = [e.what for e in runtime.store.audit_log() if e.kind == "transition"]
+    assert transitions == ["octo/repo#6:new->queued"]
 
 
 def test_rejected_issue_gets_label_and_one_comment(
@@ -240,9 +255,24 @@ def test_a_transient_github_failure_is_retried_by_the_step(
 def test_rows_of_workflows_that_ended_without_finishing_are_reaped(runtime: Runtime) -> None:
     from dbos import SetEnqueueOptions, SetWorkflowID
 
-    store_delivery(runtime, "lost", labeled_issue(number=31))
-    store_delivery(runtime, "cancelled", labeled_issue(number=32))
-    runtime.store.mark_dispatched(["lost", "cancelled"])  # "lost": enqueued nowhere
+    from app.effects.tables import deliveries
+
+    # rows marked dispatched as they are stored, so the running pump leaves them alone
+    with runtime.store.engine.begin() as connection:
+        for delivery_id in ("lost", "cancelled"):  # "lost": enqueued nowhere
+            connection.execute(
+                deliveries.insert().values(
+                    id=delivery_id,
+                    event="issues",
+                    action="labeled",
+                    repository="octo/repo",
+                    installation_id=77,
+                    received_at=0.0,
+                    body=b"{}",
+                    status="queued",
+                    dispatched_at=0.0,
+                )
+            )
     with (
         SetWorkflowID("cancelled"),
         SetEnqueueOptions(queue_partition_key="octo/repo", delay_seconds=600),

@@ -14,8 +14,9 @@ from app.core.actions import Action, Comment, RemoveLabel
 from app.core.config import Config
 from app.core.envelope import Envelope, IssueView, UserView, view
 from app.core.router import Router
-from app.core.rules.intake import NEEDS_APPROVAL_LABEL, queue
+from app.core.rules.intake import NEEDS_APPROVAL_LABEL, queue, transition
 from app.core.state import RepoState
+from app.core.tasks import Event, move
 
 router = Router()
 
@@ -86,9 +87,12 @@ def on_comment(env: Envelope, state: RepoState, config: Config) -> Sequence[Acti
                 f"commands: @{login} has {state.sender_permission or 'no'} permission",
             )
         ]
-    if NEEDS_APPROVAL_LABEL not in issue.label_names:
+    step = move(state.task, Event.APPROVE)
+    if step is None:
         return [reply(NOTHING_TO_APPROVE.format(login=login), "commands: nothing to approve")]
+    reason = f"commands: approved by @{login}"
     return [
+        transition(repo, number, step, Event.APPROVE, reason),
         RemoveLabel(
             repo=repo,
             number=number,

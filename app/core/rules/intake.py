@@ -6,12 +6,14 @@ from collections.abc import Sequence
 
 import pathspec
 
-from app.core.actions import Action, AddLabels, Comment, RemoveLabel
+from app.core.actions import Action, AddLabels, Comment, RemoveLabel, Transition
 from app.core.config import Config
 from app.core.envelope import Envelope, IssueView, LabelView, view
 from app.core.markdown import has_acceptance_criteria, words
 from app.core.router import Router
 from app.core.state import RepoState
+from app.core.tasks import Event, Move, move, path
+from app.core.tasks import State as TaskState
 
 router = Router()
 
@@ -87,29 +89,39 @@ def destructive(issue: IssueView, config: Config) -> list[str]:
     return [phrase for phrase in config.destructive_keywords if phrase.lower() in text]
 
 
-def _intake(env: Envelope, config: Config) -> list[Action]:
+def transition(repo: str, number: int, step: Move, event: Event, reason: str) -> Transition:
+    return Transition(
+        repo=repo,
+        number=number,
+        event=event.value,
+        from_state=step.from_state.value if step.from_state is not None else None,
+        to_state=step.to_state.value,
+        previous=step.previous.value if step.previous is not None else None,
+        reason=reason,
+    )
+
+
+def _intake(env: Envelope, state: RepoState, config: Config) -> list[Action]:
     assert env.repository is not None
     issue = view(IssueView, env.payload, "issue")
-    failed = problems(issue, config)
+    task = state.task
+    if task is not None and task.state not in (TaskState.REJECTED, TaskState.CANCELLED):
+        return []  # already taken in: a repeated or re-sent event changes nothing
     repo, number = env.repository, issue.number
+    failed = problems(issue, config)
     if failed:
-        actions: list[Action] = []
+        step = path(task, Event.PROPOSE, Event.REJECT)
+        assert step is not None
+        reason = f"intake: {len(failed)} validation rule(s) failed"
+        actions: list[Action] = [transition(repo, number, step, Event.REJECT, reason)]
         if QUEUED_LABEL in issue.label_names:
-            actions.append(
-                RemoveLabel(
-                    repo=repo, number=number, label=QUEUED_LABEL, reason="intake: validation failed"
-                )
-            )
+            actions.append(RemoveLabel(repo=repo, number=number, label=QUEUED_LABEL, reason=reason))
         body = REJECTED_COMMENT.format(
             problems="\n".join(f"- {problem}" for problem in failed), label=config.trigger_label
         )
-        actions += [
-            AddLabels(
-                repo=repo,
-                number=number,
-                labels=(REJECTED_LABEL,),
-                reason=f"intake: {len(failed)} validation rule(s) failed",
-            ),
+        return [
+            *actions,
+            AddLabels(repo=repo, number=number, labels=(REJECTED_LABEL,), reason=reason),
             Comment(
                 repo=repo,
                 number=number,
@@ -118,8 +130,15 @@ def _intake(env: Envelope, config: Config) -> list[Action]:
                 reason="intake: tell the maintainer what to fix",
             ),
         ]
-        return actions
-    actions = []
+    risky = destructive(issue, config)
+    event = Event.NEED_APPROVAL if risky else Event.ACCEPT
+    step = path(task, Event.PROPOSE, event)
+    assert step is not None
+    if risky:
+        reason = f"intake: destructive operation ({', '.join(risky)}) needs approval"
+    else:
+        reason = "intake: accepted for autonomous work"
+    actions = [transition(repo, number, step, event, reason)]
     if REJECTED_LABEL in issue.label_names:
         actions.append(
             RemoveLabel(
@@ -129,29 +148,20 @@ def _intake(env: Envelope, config: Config) -> list[Action]:
                 reason="intake: the issue now passes validation",
             )
         )
-    risky = destructive(issue, config)
-    if risky and NEEDS_APPROVAL_LABEL not in issue.label_names:
-        found = ", ".join(f"`{phrase}`" for phrase in risky)
-        return [
-            *actions,
-            AddLabels(
-                repo=repo,
-                number=number,
-                labels=(NEEDS_APPROVAL_LABEL,),
-                reason=f"intake: destructive operation ({', '.join(risky)}) needs approval",
-            ),
-            Comment(
-                repo=repo,
-                number=number,
-                body=NEEDS_APPROVAL_COMMENT.format(found=found),
-                key=f"intake-approval:{env.delivery_id}",
-                reason="intake: ask for approval",
-            ),
-        ]
-    if risky:
-        return actions  # still waiting for `/nightshift approve`
-    actions.append(queue(repo, number, "intake: accepted for autonomous work"))
-    return actions
+    if not risky:
+        return [*actions, queue(repo, number, reason)]
+    found = ", ".join(f"`{phrase}`" for phrase in risky)
+    return [
+        *actions,
+        AddLabels(repo=repo, number=number, labels=(NEEDS_APPROVAL_LABEL,), reason=reason),
+        Comment(
+            repo=repo,
+            number=number,
+            body=NEEDS_APPROVAL_COMMENT.format(found=found),
+            key=f"intake-approval:{env.delivery_id}",
+            reason="intake: ask for approval",
+        ),
+    ]
 
 
 def queue(repo: str, number: int, reason: str) -> AddLabels:
@@ -163,7 +173,7 @@ def on_labeled(env: Envelope, state: RepoState, config: Config) -> Sequence[Acti
     label = view(LabelView, env.payload, "label")
     if label.name != config.trigger_label or env.repository is None:
         return []
-    return _intake(env, config)
+    return _intake(env, state, config)
 
 
 @router.on("issues", "opened")
@@ -171,7 +181,7 @@ def on_opened(env: Envelope, state: RepoState, config: Config) -> Sequence[Actio
     issue = view(IssueView, env.payload, "issue")
     if config.trigger_label not in issue.label_names or env.repository is None:
         return []
-    return _intake(env, config)
+    return _intake(env, state, config)
 
 
 @router.on("issues", "unlabeled")
@@ -180,13 +190,13 @@ def on_unlabeled(env: Envelope, state: RepoState, config: Config) -> Sequence[Ac
     if label.name != config.trigger_label or env.repository is None:
         return []
     issue = view(IssueView, env.payload, "issue")
-    return [
-        RemoveLabel(
-            repo=env.repository,
-            number=issue.number,
-            label=name,
-            reason=f"intake: the `{config.trigger_label}` label was removed",
-        )
+    reason = f"intake: the `{config.trigger_label}` label was removed"
+    actions: list[Action] = []
+    step = move(state.task, Event.CANCEL)
+    if step is not None:
+        actions.append(transition(env.repository, issue.number, step, Event.CANCEL, reason))
+    return actions + [
+        RemoveLabel(repo=env.repository, number=issue.number, label=name, reason=reason)
         for name in (QUEUED_LABEL, REJECTED_LABEL, NEEDS_APPROVAL_LABEL)
         if name in issue.label_names
     ]
