@@ -10,6 +10,9 @@ from typing import Any
 
 from githubkit.webhooks import sign
 
+from app.effects.github import GitHubApp
+from tests.fakes.github import FakeGitHub
+
 PAYLOADS = Path(__file__).parent / "payloads"
 
 
@@ -89,3 +92,15 @@ def command_comment(
     data["repository"] = {**data["repository"], "full_name": repo}
     data["installation"] = {**data.get("installation", {}), "id": installation}
     return data
+
+
+def app_client(fake: FakeGitHub, *, server_error_retries: int = 3) -> GitHubApp:
+    """Nightshift's real GitHub adapter, talking in-process to the shared fake."""
+    return GitHubApp(
+        fake.app_id,
+        fake.private_key,
+        "https://api.github.com",
+        write_interval=0,
+        server_error_retries=server_error_retries,
+        transport=fake.transport(),
+    )

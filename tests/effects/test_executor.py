@@ -7,6 +7,7 @@ from app.effects.executor import DRY_RUN, NO_CREDENTIALS, Context, Executor
 from app.effects.github import GitHubApp, marker
 from app.effects.store import Store
 from tests.fakes.github import FakeGitHub
+from tests.helpers import app_client
 
 CTX = Context(delivery_id="d1", installation_id=77)
 LABEL = AddLabels(repo="octo/repo", number=1, labels=("nightshift:queued",), reason="accepted")
@@ -16,13 +17,7 @@ COMMENT = Comment(
 
 
 def github(fake: FakeGitHub) -> GitHubApp:
-    return GitHubApp(
-        fake.app_id,
-        fake.private_key,
-        "https://api.github.com",
-        write_interval=0,
-        transport=fake.transport(),
-    )
+    return app_client(fake)
 
 
 def test_sends_and_audits(store: Store, fake_github: FakeGitHub) -> None:

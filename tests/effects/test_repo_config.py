@@ -8,9 +8,10 @@ from collections.abc import Callable
 import pytest
 
 from app.core.config import DEFAULT_CONFIG
-from app.effects.github import GitHubApp, GitHubError
+from app.effects.github import GitHubError
 from app.effects.repo_config import ConfigSource
 from tests.fakes.github import FakeGitHub
+from tests.helpers import app_client
 
 REPO = "acme/widgets"
 
@@ -18,14 +19,7 @@ REPO = "acme/widgets"
 def source(
     fake: FakeGitHub, cache_seconds: float = 60, clock: Callable[[], float] = time.monotonic
 ) -> ConfigSource:
-    github = GitHubApp(
-        fake.app_id,
-        fake.private_key,
-        "https://api.github.com",
-        write_interval=0,
-        server_error_retries=0,
-        transport=fake.transport(),
-    )
+    github = app_client(fake, server_error_retries=0)
     return ConfigSource(github, cache_seconds=cache_seconds, clock=clock)
 
 

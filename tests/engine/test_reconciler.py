@@ -8,18 +8,13 @@ from app.effects.github import GitHubApp
 from app.effects.store import NewDelivery, Store
 from app.engine.reconciler import reconcile
 from tests.fakes.github import FakeGitHub
+from tests.helpers import app_client
 
 NOW = datetime(2026, 11, 22, 6, 0, tzinfo=UTC)
 
 
 def github(fake: FakeGitHub) -> GitHubApp:
-    return GitHubApp(
-        fake.app_id,
-        fake.private_key,
-        "https://api.github.com",
-        write_interval=0,
-        transport=fake.transport(),
-    )
+    return app_client(fake)
 
 
 def test_redelivers_what_failed_while_down_once_each(store: Store, fake_github: FakeGitHub) -> None:

@@ -9,24 +9,16 @@ from typing import Any
 import pytest
 from dbos import DBOS
 
-from app.effects.github import GitHubApp
 from app.effects.store import NewDelivery
 from app.engine.runtime import Runtime
 from app.settings import Settings
 from tests.fakes.github import FakeGitHub
-from tests.helpers import body_of, labeled_issue
+from tests.helpers import app_client, body_of, labeled_issue
 
 
 @pytest.fixture
 def runtime(settings: Settings, fake_github: FakeGitHub) -> Iterator[Runtime]:
-    github = GitHubApp(
-        fake_github.app_id,
-        fake_github.private_key,
-        "https://api.github.com",
-        write_interval=0,
-        transport=fake_github.transport(),
-    )
-    runtime = Runtime(settings, github=github)
+    runtime = Runtime(settings, github=app_client(fake_github))
     runtime.launch(workers=True)
     yield runtime
     runtime.shutdown()
