@@ -259,10 +259,11 @@ def test_rows_of_workflows_that_ended_without_finishing_are_reaped(runtime: Runt
                     action="labeled",
                     repository="octo/repo",
                     installation_id=77,
-                    received_at=0.0,
+                    received_at=runtime.clock(),
                     body=b"{}",
                     status="queued",
-                    dispatched_at=0.0,
+                    # just now: too recent for the pump's own reaper, which must leave them
+                    dispatched_at=runtime.clock(),
                 )
             )
     with (
