@@ -39,7 +39,11 @@ def _parser() -> argparse.ArgumentParser:
         help="ingress only; `nightshift worker` processes do the work (PostgreSQL only)",
     )
 
-    sub.add_parser("worker", help="run workflow workers only (PostgreSQL scale-out mode)")
+    worker = sub.add_parser("worker", help="run workflow workers only (PostgreSQL scale-out mode)")
+    worker.add_argument("--host", default="127.0.0.1", help="health and metrics address")
+    worker.add_argument(
+        "--port", type=int, default=9000, help="serves /healthz and /metrics (9000; 0: none)"
+    )
 
     audit = sub.add_parser("audit", help="print the audit log: every decision and action")
     audit.add_argument("--json", action="store_true", help="one JSON object per line")
@@ -52,6 +56,14 @@ def _parser() -> argparse.ArgumentParser:
     deliveries.add_argument(
         "--status", choices=["queued", "done", "ignored", "failed"], help="only this status"
     )
+
+    status = sub.add_parser("status", help="one screen: deliveries, tasks, pauses, workers")
+    status.add_argument("--json", action="store_true", help="print it as JSON")
+
+    tasks = sub.add_parser("tasks", help="list tasks and their states")
+    tasks.add_argument("--repo", help="only this repository (OWNER/NAME)")
+    tasks.add_argument("--state", help="only tasks in this state (e.g. queued)")
+    tasks.add_argument("--json", action="store_true", help="one JSON object per line")
 
     pause = sub.add_parser(
         "pause", help="stop all automatic action in one repository, or everywhere (kill switch)"
@@ -119,11 +131,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             return _serve(settings, args.host, args.port, workers=not args.no_workers)
         if args.command == "worker":
-            return _worker(settings)
+            return _worker(settings, args.host, args.port)
         if args.command == "audit":
             return _audit(settings, args.json, args.limit, args.delivery)
         if args.command == "deliveries":
             return _deliveries(settings, args.json, args.limit, args.status)
+        if args.command == "status":
+            return _status(settings, args.json)
+        if args.command == "tasks":
+            return _tasks(settings, args.repo, args.state, args.json)
         if args.command in ("pause", "resume"):
             return _pause(settings, args.command, "*" if args.all else args.repository)
         if args.command == "paused":
@@ -163,8 +179,11 @@ def _serve(settings: Settings, host: str, port: int, *, workers: bool) -> int:
     return 0
 
 
-def _worker(settings: Settings) -> int:
+def _worker(settings: Settings, host: str, port: int) -> int:
+    import uvicorn
+
     from app.engine.runtime import Runtime
+    from app.web.app import create_worker_app
 
     if not settings.is_postgres:
         raise CommandError(
@@ -177,8 +196,21 @@ def _worker(settings: Settings) -> int:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    log.info("worker %s running", runtime.executor_id)
+    server: uvicorn.Server | None = None
+    if port:
+        app = create_worker_app(metrics=runtime.metrics, alive=runtime.alive)
+        server = uvicorn.Server(
+            uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
+        )
+        threading.Thread(target=server.run, name="nightshift-health", daemon=True).start()
+    log.info(
+        "worker %s running (health: %s)",
+        runtime.executor_id,
+        f"http://{host}:{port}/healthz" if port else "off",
+    )
     stop.wait()
+    if server is not None:
+        server.should_exit = True
     runtime.shutdown()
     return 0
 
@@ -250,6 +282,66 @@ def _deliveries(settings: Settings, as_json: bool, limit: int, status: str | Non
                 f"{_when(row.received_at)}  {row.id}  {row.status:<8}  {name:<28}  "
                 f"{row.repository or '-'}" + (f"  error: {row.error}" if row.error else "")
             )
+    return 0
+
+
+def _status(settings: Settings, as_json: bool) -> int:
+    with _open_store(settings) as store:
+        deliveries: dict[str, int] = {}
+        for _, outcome, count in store.delivery_counts():
+            deliveries[outcome] = deliveries.get(outcome, 0) + count
+        states: dict[str, int] = {}
+        for _, _, state, _ in store.tasks_by_state():
+            states[state] = states.get(state, 0) + 1
+        paused = [repository for repository, _, _ in store.pauses()]
+        workers = store.live_workers(settings.dead_worker_seconds)
+    report = {
+        "deliveries": deliveries,
+        "tasks": states,
+        "paused": paused,
+        "workers_alive": workers,
+        "dry_run": settings.dry_run,
+    }
+    if as_json:
+        print(json.dumps(report))
+        return 0
+
+    def counts(values: dict[str, int]) -> str:
+        return ", ".join(f"{k} {v}" for k, v in sorted(values.items())) or "none"
+
+    print(f"deliveries: {counts(deliveries)}")
+    print(f"tasks:      {counts(states)}")
+    print(
+        "paused:     " + (", ".join("everything" if p == "*" else p for p in paused) or "nothing")
+    )
+    print(
+        f"workers:    {workers} alive"
+        + ("   (dry-run: nothing is sent)" if settings.dry_run else "")
+    )
+    return 0
+
+
+def _tasks(settings: Settings, repo: str | None, state: str | None, as_json: bool) -> int:
+    from app.core.tasks import State
+
+    if state is not None and state not in {s.value for s in State}:
+        raise CommandError(f"unknown state {state!r}: one of {', '.join(s.value for s in State)}")
+    with _open_store(settings) as store:
+        rows = [row for row in store.tasks_by_state(repo) if state is None or row[2] == state]
+    for repository, number, task_state, updated in rows:
+        if as_json:
+            print(
+                json.dumps(
+                    {
+                        "repository": repository,
+                        "number": number,
+                        "state": task_state,
+                        "updated_at": _iso(updated),
+                    }
+                )
+            )
+        else:
+            print(f"{repository}#{number:<6} {task_state:<18} since {_when(updated)}")
     return 0
 
 

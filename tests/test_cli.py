@@ -296,3 +296,39 @@ def test_replay_requires_dry_run(capsys: pytest.CaptureFixture[str]) -> None:
         main(["replay", "x.json"])
     assert exited.value.code == 2
     assert "--dry-run" in capsys.readouterr().err
+
+
+def test_status_and_tasks(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], settings: Settings
+) -> None:
+    monkeypatch.setenv("NIGHTSHIFT_DATABASE_URL", settings.database_url)
+    store = Store(settings.database_url, clock=lambda: 1_795_000_000.0)
+    store.migrate()
+    store.insert_deliveries([NewDelivery("g-1", "issues", "labeled", "octo/repo", 7, b"{}")])
+    store.transition("octo/repo", 3, None, "queued", None)
+    store.transition("octo/repo", 4, None, "rejected", None)
+    store.pause("octo/repo", by="test")
+    store.dispose()
+    assert main(["status", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {
+        "deliveries": {"queued": 1},
+        "tasks": {"queued": 1, "rejected": 1},
+        "paused": ["octo/repo"],
+        "workers_alive": 0,
+        "dry_run": False,
+    }
+    assert main(["status"]) == 0
+    assert capsys.readouterr().out.splitlines()[:3] == [
+        "deliveries: queued 1",
+        "tasks:      queued 1, rejected 1",
+        "paused:     octo/repo",
+    ]
+    assert main(["tasks", "--state", "queued"]) == 0
+    assert (
+        capsys.readouterr().out
+        == "octo/repo#3      queued             since 2026-11-18T11:06:40Z\n"
+    )
+    assert main(["tasks", "--json", "--repo", "octo/repo"]) == 0
+    assert [json.loads(line)["number"] for line in capsys.readouterr().out.splitlines()] == [3, 4]
+    assert main(["tasks", "--state", "sleeping"]) == 2
+    assert "unknown state 'sleeping'" in capsys.readouterr().err

@@ -161,6 +161,11 @@ class Runtime:
                 first_delay=RECONCILE_STARTUP_DELAY,
             )
 
+    def alive(self) -> bool:
+        """The background work runs: the pump thread is up and nothing asked it to stop."""
+        pump = next((t for t in self._threads if t.name == "nightshift-pump"), None)
+        return pump is not None and pump.is_alive() and not self._stop.is_set()
+
     def shutdown(self) -> None:
         self._stop.set()
         self._wake.set()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -68,3 +68,22 @@ class FastPath:
             await self.endpoint(scope, receive, send)
         else:
             await self.app(scope, receive, send)
+
+
+def create_worker_app(*, metrics: Metrics, alive: Callable[[], bool]) -> Starlette:
+    """What a `nightshift worker` serves: /healthz for the orchestrator, /metrics."""
+
+    async def healthz(request: Request) -> Response:
+        if not alive():
+            return JSONResponse({"ok": False, "pump": "stopped"}, status_code=503)
+        return JSONResponse({"ok": True})
+
+    async def metrics_endpoint(request: Request) -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return Starlette(
+        routes=[
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/metrics", metrics_endpoint, methods=["GET"]),
+        ]
+    )

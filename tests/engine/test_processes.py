@@ -197,10 +197,13 @@ def test_ingress_and_two_workers_share_the_queue(
             ["serve", "--no-workers", "--port", str(port)], env, tmp_path / "ingress.log"
         ) as ingress:
             wait_healthy(port, ingress)
+            health = [free_port(), free_port()]
             with (
-                started(["worker"], env, tmp_path / "w1.log"),
-                started(["worker"], env, tmp_path / "w2.log"),
+                started(["worker", "--port", str(health[0])], env, tmp_path / "w1.log") as w1,
+                started(["worker", "--port", str(health[1])], env, tmp_path / "w2.log") as w2,
             ):
+                wait_healthy(health[0], w1)  # each worker answers its orchestrator's probes
+                wait_healthy(health[1], w2)
                 sent = [send(port, n, rejected=n % 4 == 0) for n in numbers]
                 store = Store(settings.database_url)
                 statuses = wait_processed(store, sent)
@@ -231,7 +234,9 @@ def test_work_of_a_worker_that_never_comes_back_is_recovered(
         ) as ingress:
             wait_healthy(port, ingress)
             doomed = Process(
-                ["worker"], {**env, "NIGHTSHIFT_EXECUTOR_ID": "doomed"}, tmp_path / "doomed.log"
+                ["worker", "--port", "0"],
+                {**env, "NIGHTSHIFT_EXECUTOR_ID": "doomed"},
+                tmp_path / "doomed.log",
             )
             sent = [send(port, n, rejected=False) for n in numbers]
             store = Store(settings.database_url)
@@ -242,7 +247,7 @@ def test_work_of_a_worker_that_never_comes_back_is_recovered(
                 assert time.monotonic() < deadline, doomed.output()
                 time.sleep(0.05)
             doomed.kill()  # dies mid-work, and is never restarted
-            with started(["worker"], env, tmp_path / "survivor.log"):
+            with started(["worker", "--port", "0"], env, tmp_path / "survivor.log"):
                 statuses = wait_processed(store, sent)
         assert set(statuses.values()) == {"done"}
         for number in numbers:

@@ -335,3 +335,15 @@ async def test_healthz_fails_when_the_inbox_is_not_running(store: Store) -> None
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app)) as client:
         response = await client.get("http://nightshift.test/healthz")
     assert response.status_code == 503
+
+
+async def test_a_worker_serves_health_and_metrics(store: Store) -> None:
+    from app.web.app import create_worker_app
+
+    state = {"alive": True}
+    app = create_worker_app(metrics=Metrics(store), alive=lambda: state["alive"])
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app)) as client:
+        assert (await client.get("http://worker.test/healthz")).status_code == 200
+        assert "nightshift_queue_depth" in (await client.get("http://worker.test/metrics")).text
+        state["alive"] = False
+        assert (await client.get("http://worker.test/healthz")).status_code == 503
