@@ -169,7 +169,11 @@ def _serve(settings: Settings, host: str, port: int, *, workers: bool) -> int:
     runtime.launch(workers=workers)
     inbox = Inbox(runtime.store, on_stored=runtime.wake if workers else None)
     app = create_app(
-        secrets=settings.secrets(), inbox=inbox, router=ROUTER, metrics=runtime.metrics
+        secrets=settings.secrets(),
+        inbox=inbox,
+        router=ROUTER,
+        metrics=runtime.metrics,
+        metrics_token=_secret(settings.metrics_token),
     )
     log.info("listening on http://%s:%d/webhooks (workers: %s)", host, port, workers)
     try:
@@ -198,7 +202,11 @@ def _worker(settings: Settings, host: str, port: int) -> int:
         signal.signal(signum, lambda *_: stop.set())
     server: uvicorn.Server | None = None
     if port:
-        app = create_worker_app(metrics=runtime.metrics, alive=runtime.alive)
+        app = create_worker_app(
+            metrics=runtime.metrics,
+            alive=runtime.alive,
+            metrics_token=_secret(settings.metrics_token),
+        )
         server = uvicorn.Server(
             uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
         )
@@ -213,6 +221,10 @@ def _worker(settings: Settings, host: str, port: int) -> int:
         server.should_exit = True
     runtime.shutdown()
     return 0
+
+
+def _secret(value: Any) -> str | None:
+    return value.get_secret_value() if value is not None else None
 
 
 def _warn_about_credentials(settings: Settings) -> None:

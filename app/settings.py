@@ -53,6 +53,10 @@ class Settings(BaseSettings):
         description="Pause between content-creating GitHub requests (secondary limit: 80/min).",
     )
     reconcile_interval_seconds: float = Field(default=3600.0, gt=0)
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="When set, /metrics asks for `Authorization: Bearer <token>`.",
+    )
     dead_worker_seconds: float = Field(
         default=60.0,
         gt=0,

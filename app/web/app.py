@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+import hmac
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -18,8 +19,27 @@ from app.metrics import Metrics
 from app.web.ingress import WebhookEndpoint
 
 
+def metrics_view(metrics: Metrics, token: str | None) -> Callable[[Request], Awaitable[Response]]:
+    """/metrics, behind a bearer token when one is configured (it shares the webhook port)."""
+    expected = f"Bearer {token}".encode() if token else None
+
+    async def endpoint(request: Request) -> Response:
+        if expected is not None:
+            given = request.headers.get("authorization", "").encode()
+            if not hmac.compare_digest(given, expected):
+                return JSONResponse({"error": "a bearer token is required"}, status_code=401)
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return endpoint
+
+
 def create_app(
-    *, secrets: Sequence[bytes], inbox: Inbox, router: Router, metrics: Metrics
+    *,
+    secrets: Sequence[bytes],
+    inbox: Inbox,
+    router: Router,
+    metrics: Metrics,
+    metrics_token: str | None = None,
 ) -> FastPath:
     webhook = WebhookEndpoint(secrets, inbox, router, metrics)
 
@@ -28,8 +48,7 @@ def create_app(
             return JSONResponse({"ok": False, "inbox": "stopped"}, status_code=503)
         return JSONResponse({"ok": True})
 
-    async def metrics_endpoint(request: Request) -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    metrics_endpoint = metrics_view(metrics, metrics_token)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -70,7 +89,9 @@ class FastPath:
             await self.app(scope, receive, send)
 
 
-def create_worker_app(*, metrics: Metrics, alive: Callable[[], bool]) -> Starlette:
+def create_worker_app(
+    *, metrics: Metrics, alive: Callable[[], bool], metrics_token: str | None = None
+) -> Starlette:
     """What a `nightshift worker` serves: /healthz for the orchestrator, /metrics."""
 
     async def healthz(request: Request) -> Response:
@@ -78,8 +99,7 @@ def create_worker_app(*, metrics: Metrics, alive: Callable[[], bool]) -> Starlet
             return JSONResponse({"ok": False, "pump": "stopped"}, status_code=503)
         return JSONResponse({"ok": True})
 
-    async def metrics_endpoint(request: Request) -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    metrics_endpoint = metrics_view(metrics, metrics_token)
 
     return Starlette(
         routes=[

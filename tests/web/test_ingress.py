@@ -347,3 +347,22 @@ async def test_a_worker_serves_health_and_metrics(store: Store) -> None:
         assert "nightshift_queue_depth" in (await client.get("http://worker.test/metrics")).text
         state["alive"] = False
         assert (await client.get("http://worker.test/healthz")).status_code == 503
+
+
+async def test_metrics_can_require_a_bearer_token(store: Store) -> None:
+    inbox = Inbox(store)
+    app = create_app(
+        secrets=[b"s"],
+        inbox=inbox,
+        router=ROUTER,
+        metrics=Metrics(store),
+        metrics_token="scrape-me",
+    )
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app)) as client:
+        url = "http://nightshift.test/metrics"
+        assert (await client.get(url)).status_code == 401
+        wrong = await client.get(url, headers={"authorization": "Bearer nope"})
+        assert wrong.status_code == 401
+        right = await client.get(url, headers={"authorization": "Bearer scrape-me"})
+        assert right.status_code == 200
+        assert "nightshift_queue_depth" in right.text
