@@ -57,6 +57,18 @@ def _parser() -> argparse.ArgumentParser:
         "--status", choices=["queued", "done", "ignored", "failed"], help="only this status"
     )
 
+    prune = sub.add_parser(
+        "prune", help="forget finished deliveries (and their bodies) older than N days"
+    )
+    prune.add_argument(
+        "--older-than",
+        type=float,
+        required=True,
+        metavar="DAYS",
+        help="at least 3: GitHub may still redeliver younger ones",
+    )
+    prune.add_argument("--json", action="store_true", help="print the counts as JSON")
+
     status = sub.add_parser("status", help="one screen: deliveries, tasks, pauses, workers")
     status.add_argument("--json", action="store_true", help="print it as JSON")
 
@@ -136,6 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _audit(settings, args.json, args.limit, args.delivery)
         if args.command == "deliveries":
             return _deliveries(settings, args.json, args.limit, args.status)
+        if args.command == "prune":
+            return _prune(settings, args.older_than, args.json)
         if args.command == "status":
             return _status(settings, args.json)
         if args.command == "tasks":
@@ -294,6 +308,26 @@ def _deliveries(settings: Settings, as_json: bool, limit: int, status: str | Non
                 f"{_when(row.received_at)}  {row.id}  {row.status:<8}  {name:<28}  "
                 f"{row.repository or '-'}" + (f"  error: {row.error}" if row.error else "")
             )
+    return 0
+
+
+def _prune(settings: Settings, days: float, as_json: bool) -> int:
+    import time
+
+    if days < 3:
+        raise CommandError(
+            "--older-than must be at least 3 days: younger deliveries are still needed to "
+            "recognise GitHub's redeliveries"
+        )
+    with _open_store(settings) as store:
+        counts = store.prune(time.time() - days * 86400)
+    if as_json:
+        print(json.dumps(counts))
+    else:
+        print(
+            ", ".join(f"{count} {name.replace('_', ' ')}" for name, count in counts.items())
+            + " removed"
+        )
     return 0
 
 

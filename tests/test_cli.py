@@ -332,3 +332,30 @@ def test_status_and_tasks(
     assert [json.loads(line)["number"] for line in capsys.readouterr().out.splitlines()] == [3, 4]
     assert main(["tasks", "--state", "sleeping"]) == 2
     assert "unknown state 'sleeping'" in capsys.readouterr().err
+
+
+def test_prune_forgets_old_finished_deliveries_only(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], settings: Settings
+) -> None:
+    import time
+
+    monkeypatch.setenv("NIGHTSHIFT_DATABASE_URL", settings.database_url)
+    old = Store(settings.database_url, clock=lambda: time.time() - 10 * 86400)
+    old.migrate()
+    old.insert_deliveries(
+        [
+            NewDelivery("old-done", "issues", "labeled", "o/r", 1, b"{}"),
+            NewDelivery("old-queued", "issues", "labeled", "o/r", 1, b"{}"),
+        ]
+    )
+    old.finish_delivery("old-done", "done")
+    old.dispose()
+    fresh = Store(settings.database_url)
+    fresh.insert_deliveries([NewDelivery("new-done", "issues", "labeled", "o/r", 1, b"{}")])
+    fresh.finish_delivery("new-done", "done")
+    assert main(["prune", "--older-than", "7", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["deliveries"] == 1
+    assert {row.id for row in fresh.list_deliveries()} == {"old-queued", "new-done"}
+    fresh.dispose()
+    assert main(["prune", "--older-than", "1"]) == 2
+    assert "at least 3 days" in capsys.readouterr().err

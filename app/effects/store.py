@@ -169,6 +169,25 @@ class Store:
                 )
         return {row["id"] for row in fresh}
 
+    def prune(self, older_than: float) -> dict[str, int]:
+        """Forget finished deliveries (their bodies too) and effect keys older than the cutoff.
+
+        Queued deliveries are never pruned; the audit log is kept.
+        """
+        with self.engine.begin() as connection:
+            gone = connection.execute(
+                sa.delete(deliveries)
+                .where(deliveries.c.status.in_(("done", "ignored", "failed")))
+                .where(deliveries.c.received_at < older_than)
+            ).rowcount
+            keys = connection.execute(
+                sa.delete(effects).where(effects.c.started_at < older_than)
+            ).rowcount
+            asked = connection.execute(
+                sa.delete(redeliveries).where(redeliveries.c.requested_at < older_than)
+            ).rowcount
+        return {"deliveries": int(gone), "effect_keys": int(keys), "redeliveries": int(asked)}
+
     def delivery(self, delivery_id: str) -> tuple[DeliveryRow, bytes] | None:
         with self.engine.connect() as connection:
             row = connection.execute(
