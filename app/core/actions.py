@@ -88,7 +88,7 @@ class Transition(_Action):
     event: str
     from_state: str | None
     to_state: str
-    previous: str | None = None
+    previous: str | None = None  # the detours' return stack, comma-separated
 
     def describe(self) -> str:
         return f"{self.repo}#{self.number}:{self.from_state or 'new'}->{self.to_state}"

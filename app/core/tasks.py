@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from app.core.actions import Transition
+
 
 class State(StrEnum):
     PROPOSED = "proposed"  # labelled, being validated
@@ -87,35 +89,37 @@ class Task:
     repo: str
     number: int
     state: State
-    previous: State | None = None  # where a detour returns to
+    previous: tuple[State, ...] = ()  # where detours return to, the latest last
 
 
 @dataclass(frozen=True)
 class Move:
-    """An allowed transition: from (None: no task yet), to, and the state a detour left."""
+    """An allowed transition: from (None: no task yet), to, and the detours' return stack."""
 
     from_state: State | None
     to_state: State
-    previous: State | None
+    previous: tuple[State, ...] = ()
 
 
 def move(task: Task | None, event: Event) -> Move | None:
     """The transition `event` causes, or None when it is not allowed from here."""
     current = task.state if task is not None else None
+    stack = task.previous if task is not None else ()
     if event is E.CANCEL:
         if current is None or current in FINAL:
             return None
-        return Move(current, S.CANCELLED, None)
+        return Move(current, S.CANCELLED)
     if event in DETOURS:
-        if current is None or current not in ACTIVE or current is DETOURS[event]:
+        detour = DETOURS[event]
+        if current is None or current not in ACTIVE or current is detour or detour in stack:
             return None
-        return Move(current, DETOURS[event], current)
+        return Move(current, detour, (*stack, current))
     if event in RETURNS:
-        if task is None or current is not RETURNS[event] or task.previous is None:
+        if task is None or current is not RETURNS[event] or not stack:
             return None
-        return Move(current, task.previous, None)
-    target = TRANSITIONS.get((current, event))
-    return Move(current, target, None) if target is not None else None
+        return Move(current, stack[-1], stack[:-1])
+    following = TRANSITIONS.get((current, event))
+    return Move(current, following, stack) if following is not None else None
 
 
 def path(task: Task | None, *events: Event) -> Move | None:
@@ -130,3 +134,21 @@ def path(task: Task | None, *events: Event) -> Move | None:
         repo, number = (task.repo, task.number) if task is not None else ("", 0)
         current = Task(repo, number, last.to_state, last.previous)
     return Move(start, last.to_state, last.previous) if last is not None else None
+
+
+def as_action(repo: str, number: int, step: Move, event: Event, reason: str) -> Transition:
+    """The store action that makes `step` (a compare-and-set on its starting state)."""
+    return Transition(
+        repo=repo,
+        number=number,
+        event=event.value,
+        from_state=step.from_state.value if step.from_state is not None else None,
+        to_state=step.to_state.value,
+        previous=",".join(state.value for state in step.previous) or None,
+        reason=reason,
+    )
+
+
+def parse_previous(value: str | None) -> tuple[State, ...]:
+    """The stored return stack (`in_review,blocked`) as states."""
+    return tuple(State(part) for part in value.split(",") if part) if value else ()

@@ -20,7 +20,7 @@ from app.core.actions import (
 from app.effects.github import GitHubError, GitHubPort, GitHubRequest, marker, request_for
 from app.effects.store import AuditEntry, Store
 
-Outcome = Literal["sent", "recorded", "skipped", "failed"]
+Outcome = Literal["sent", "recorded", "skipped", "failed", "conflict"]
 
 NO_CREDENTIALS = "no GitHub App credentials are configured: recorded instead of sent"
 DRY_RUN = "dry-run: recorded instead of sent"
@@ -72,8 +72,26 @@ class Executor:
         self.store.record(entry(kind="action", why=action.reason, status=response.status))
         return "sent"
 
+    def _record_dry_run(self, ctx: Context, action: Action) -> Outcome:
+        """In dry-run Nightshift's own state is not changed either: when dry-run is switched
+        off, nothing it merely previewed stands in the way (a task `queued` without its
+        label on GitHub, a configuration problem never actually reported)."""
+        self.store.record(
+            AuditEntry(
+                kind="dry-run",
+                what=action.describe(),
+                why=f"{action.reason} ({DRY_RUN})",
+                delivery_id=ctx.delivery_id,
+                repository=action.repo,
+                detail={"action": action.kind},
+            )
+        )
+        return "recorded"
+
     def _remember(self, ctx: Context, action: RememberConfigError | ForgetConfigError) -> Outcome:
-        """Nightshift's own memory: kept in dry-run too, so dry-run decides like the real thing."""
+        """Nightshift's memory of what it told the maintainers about the configuration."""
+        if self.dry_run:
+            return self._record_dry_run(ctx, action)
         problem = action.problem if isinstance(action, RememberConfigError) else None
         self.store.set_reported_config_error(action.repo, problem)
         self.store.record(
@@ -89,21 +107,34 @@ class Executor:
         return "sent"
 
     def _transition(self, ctx: Context, action: Transition) -> Outcome:
-        """Nightshift's own state: kept in dry-run too, so dry-run decides like the real thing."""
-        moved = self.store.transition(
+        """Move a task (compare-and-set); `conflict` stops the actions that depended on it."""
+        if self.dry_run:
+            return self._record_dry_run(ctx, action)
+        result = self.store.transition(
             action.repo, action.number, action.from_state, action.to_state, action.previous
         )
+        outcomes: dict[str, tuple[str, str, Outcome]] = {
+            "moved": ("transition", action.reason, "sent"),
+            "already": ("skipped", f"{action.reason} (made by an earlier attempt)", "skipped"),
+            "conflict": (
+                "error",
+                f"{action.reason}: the task is no longer {action.from_state or 'new'}; "
+                "the actions that depended on this move were not taken",
+                "conflict",
+            ),
+        }
+        kind, why, outcome = outcomes[result]
         self.store.record(
             AuditEntry(
-                kind="transition" if moved else "skipped",
+                kind=kind,
                 what=action.describe(),
-                why=action.reason if moved else f"{action.reason} (already moved)",
+                why=why,
                 delivery_id=ctx.delivery_id,
                 repository=action.repo,
                 detail={"action": action.kind, "event": action.event},
             )
         )
-        return "sent" if moved else "skipped"
+        return outcome
 
     def _already_posted(self, github: GitHubPort, ctx: Context, action: Comment) -> bool:
         """True when an earlier attempt of this step posted the comment (a crash in between).

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from alembic import command
@@ -14,7 +14,7 @@ from alembic.config import Config as AlembicConfig
 from sqlalchemy.dialects import postgresql, sqlite
 
 from app.core.tasks import State as TaskState
-from app.core.tasks import Task
+from app.core.tasks import Task, parse_previous
 from app.effects.tables import (
     audit,
     deliveries,
@@ -521,8 +521,7 @@ class Store:
             ).first()
         if row is None:
             return None
-        previous = TaskState(row.previous_state) if row.previous_state else None
-        return Task(repo, number, TaskState(row.state), previous)
+        return Task(repo, number, TaskState(row.state), parse_previous(row.previous_state))
 
     def transition(
         self,
@@ -531,8 +530,12 @@ class Store:
         from_state: str | None,
         to_state: str,
         previous: str | None,
-    ) -> bool:
-        """Compare-and-set: move the task only if it is still in `from_state`."""
+    ) -> Literal["moved", "already", "conflict"]:
+        """Compare-and-set: move the task only if it is still in `from_state`.
+
+        "already": it is in `to_state` with that return stack (a re-run of this very move);
+        "conflict": it is somewhere else (something moved it since the decision).
+        """
         now = self.clock()
         with self.engine.begin() as connection:
             if from_state is None:
@@ -550,15 +553,26 @@ class Store:
                     .on_conflict_do_nothing(index_elements=["repo", "number"])
                     .returning(tasks.c.number)
                 )
-                return connection.execute(statement).first() is not None
-            result = connection.execute(
-                sa.update(tasks)
+                moved = connection.execute(statement).first() is not None
+            else:
+                result = connection.execute(
+                    sa.update(tasks)
+                    .where(tasks.c.repo == repo)
+                    .where(tasks.c.number == number)
+                    .where(tasks.c.state == from_state)
+                    .values(state=to_state, previous_state=previous, updated_at=now)
+                )
+                moved = bool(result.rowcount)
+            if moved:
+                return "moved"
+            now_at = connection.execute(
+                sa.select(tasks.c.state, tasks.c.previous_state)
                 .where(tasks.c.repo == repo)
                 .where(tasks.c.number == number)
-                .where(tasks.c.state == from_state)
-                .values(state=to_state, previous_state=previous, updated_at=now)
-            )
-            return bool(result.rowcount)
+            ).first()
+        if now_at is not None and (now_at.state, now_at.previous_state) == (to_state, previous):
+            return "already"
+        return "conflict"
 
     def tasks_by_state(self, repo: str | None = None) -> list[tuple[str, int, str, float]]:
         query = sa.select(tasks.c.repo, tasks.c.number, tasks.c.state, tasks.c.updated_at)

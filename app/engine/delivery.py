@@ -77,6 +77,12 @@ class DeliveryEngine(DBOSConfiguredInstance):
                 except Exception as exc:  # still failing after the step's retries
                     outcome = "failed"
                     errors.append(f"action {index + 1}: {_reason(exc)}")
+                if outcome == "conflict":
+                    errors.append(
+                        f"action {index + 1}: the task moved since the decision; "
+                        "the rest was not done"
+                    )
+                    break  # what follows was justified by a move that did not happen
                 if outcome == "failed" and not errors:
                     errors.append("an action failed (see the audit log)")
             status = "failed" if errors else "done"

@@ -48,7 +48,7 @@ def rejected(*problems: str) -> list[Action]:
             repo=REPO,
             number=1,
             body=body,
-            key="intake-rejected:d1",
+            key=f"intake-rejected:{REPO}#1:{intake.digest(list(problems))}",
             reason="intake: tell the maintainer what to fix",
         ),
     ]
@@ -254,7 +254,7 @@ def test_destructive_operation_waits_for_approval() -> None:
             repo=REPO,
             number=1,
             body=intake.NEEDS_APPROVAL_COMMENT.format(found="`drop table`"),
-            key="intake-approval:d1",
+            key=f"intake-approval:{REPO}#1:{intake.digest(['drop table'])}",
             reason="intake: ask for approval",
         ),
     ]
@@ -288,3 +288,17 @@ def test_a_labelled_issue_is_taken_in_once(state: TaskState | None, expected: li
     task = Task(REPO, 1, state) if state is not None else None
     decision = decide(env(labeled_issue()), RepoState(task=task), DEFAULT_CONFIG)
     assert list(decision.actions) == expected
+
+
+def test_the_opened_and_labeled_deliveries_of_a_new_issue_reject_with_one_comment_key() -> None:
+    labelled = labeled_issue(body="fix it")
+    opened = {**labelled, "action": "opened"}
+    first = decide(Envelope.parse("d-opened", "issues", opened), RepoState(), DEFAULT_CONFIG)
+    rejected_task = Task(REPO, 1, TaskState.REJECTED)
+    second = decide(
+        Envelope.parse("d-labeled", "issues", labelled),
+        RepoState(task=rejected_task),
+        DEFAULT_CONFIG,
+    )
+    keys = [a.key for a in (*first.actions, *second.actions) if isinstance(a, Comment)]
+    assert len(keys) == 2 and keys[0] == keys[1]  # the executor posts a key once

@@ -9,7 +9,7 @@ from app.core.tasks import ACTIVE, TRANSITIONS, Event, Move, State, Task, move, 
 S, E = State, Event
 
 
-def task(state: State, previous: State | None = None) -> Task:
+def task(state: State, *previous: State) -> Task:
     return Task("octo/repo", 1, state, previous)
 
 
@@ -57,15 +57,40 @@ def test_transitions(state: State | None, event: Event, expected: State | None) 
 def test_detours_return_where_they_left(start: State, detour: Event, back: Event) -> None:
     away = move(task(start), detour)
     assert away is not None
-    assert away.previous is start
-    returned = move(task(away.to_state, away.previous), back)
-    assert returned == Move(away.to_state, start, None)
+    assert away.previous == (start,)
+    returned = move(task(away.to_state, *away.previous), back)
+    assert returned == Move(away.to_state, start, ())
     assert move(task(start), back) is None  # nothing to return from
 
 
+def test_nested_detours_unwind_in_order() -> None:
+    blocked = move(task(S.IN_REVIEW), E.BLOCK)
+    assert blocked == Move(S.IN_REVIEW, S.BLOCKED, (S.IN_REVIEW,))
+    escalated = move(task(S.BLOCKED, *blocked.previous), E.ESCALATE)
+    assert escalated == Move(S.BLOCKED, S.ESCALATED, (S.IN_REVIEW, S.BLOCKED))
+    paused = move(task(S.ESCALATED, *escalated.previous), E.PAUSE)
+    assert paused == Move(S.ESCALATED, S.PAUSED, (S.IN_REVIEW, S.BLOCKED, S.ESCALATED))
+    assert move(task(S.PAUSED, *paused.previous), E.BLOCK) is None  # already blocked below
+    resumed = move(task(S.PAUSED, *paused.previous), E.RESUME)
+    assert resumed == Move(S.PAUSED, S.ESCALATED, (S.IN_REVIEW, S.BLOCKED))
+    back = move(task(S.ESCALATED, *resumed.previous), E.DEESCALATE)
+    assert back == Move(S.ESCALATED, S.BLOCKED, (S.IN_REVIEW,))
+    assert move(task(S.BLOCKED, *back.previous), E.UNBLOCK) == Move(S.BLOCKED, S.IN_REVIEW, ())
+
+
+def test_the_return_stack_round_trips_through_the_store_format() -> None:
+    from app.core.tasks import as_action, parse_previous
+
+    step = Move(S.ESCALATED, S.PAUSED, (S.IN_REVIEW, S.BLOCKED, S.ESCALATED))
+    action = as_action("octo/repo", 1, step, E.PAUSE, "test")
+    assert action.previous == "in_review,blocked,escalated"
+    assert parse_previous(action.previous) == step.previous
+    assert parse_previous(None) == ()
+
+
 def test_path_is_the_overall_move() -> None:
-    assert path(None, E.PROPOSE, E.ACCEPT) == Move(None, S.QUEUED, None)
-    assert path(task(S.REJECTED), E.PROPOSE, E.REJECT) == Move(S.REJECTED, S.REJECTED, None)
+    assert path(None, E.PROPOSE, E.ACCEPT) == Move(None, S.QUEUED, ())
+    assert path(task(S.REJECTED), E.PROPOSE, E.REJECT) == Move(S.REJECTED, S.REJECTED, ())
     assert path(task(S.QUEUED), E.PROPOSE, E.ACCEPT) is None
 
 

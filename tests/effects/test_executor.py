@@ -157,3 +157,61 @@ def test_comment_created_although_github_answered_502_is_not_posted_again(
         executor.execute(CTX, COMMENT)  # the step fails and will run again
     assert executor.execute(CTX, COMMENT) == "skipped"
     assert len(fake_github.issue("octo/repo", 1).comments) == 1
+
+
+def test_transitions_are_compare_and_set(store: Store) -> None:
+    from app.core.actions import Transition
+
+    executor = Executor(store, None, dry_run=False)
+    accept = Transition(
+        repo="octo/repo",
+        number=1,
+        event="accept",
+        from_state=None,
+        to_state="queued",
+        reason="accepted",
+    )
+    assert executor.execute(CTX, accept) == "sent"
+    assert executor.execute(CTX, accept) == "skipped"  # a re-run of the same move
+    stale = Transition(
+        repo="octo/repo",
+        number=1,
+        event="approve",
+        from_state="awaiting_approval",
+        to_state="queued",
+        reason="approved",
+    )
+    block = Transition(
+        repo="octo/repo",
+        number=1,
+        event="block",
+        from_state="queued",
+        to_state="blocked",
+        previous="queued",
+        reason="conflict",
+    )
+    assert executor.execute(CTX, block) == "sent"
+    assert executor.execute(CTX, stale) == "conflict"  # something moved it meanwhile
+    task = store.task("octo/repo", 1)
+    assert task is not None and (task.state, task.previous) == ("blocked", ("queued",))
+    assert store.audit_log()[-1].kind == "error"
+
+
+def test_dry_run_changes_no_state_of_its_own(store: Store) -> None:
+    from app.core.actions import RememberConfigError, Transition
+
+    executor = Executor(store, None, dry_run=True)
+    accept = Transition(
+        repo="octo/repo",
+        number=1,
+        event="accept",
+        from_state=None,
+        to_state="queued",
+        reason="accepted",
+    )
+    told = RememberConfigError(repo="octo/repo", problem="bad", reason="told")
+    assert executor.execute(CTX, accept) == "recorded"
+    assert executor.execute(CTX, told) == "recorded"
+    assert store.task("octo/repo", 1) is None
+    assert store.reported_config_error("octo/repo") is None
+    assert [e.kind for e in store.audit_log()] == ["dry-run", "dry-run"]

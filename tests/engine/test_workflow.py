@@ -374,3 +374,15 @@ def test_destructive_issue_waits_for_approval_by_a_collaborator_with_write_acces
         "/repos/octo/repo/collaborators/stranger/permission",
         "/repos/octo/repo/collaborators/lead/permission",
     ]
+
+
+def test_a_new_issue_failing_validation_gets_one_comment_for_opened_and_labeled(
+    runtime: Runtime, fake_github: FakeGitHub
+) -> None:
+    labelled = labeled_issue(number=50, body="fix it")
+    store_delivery(runtime, "n-opened", {**labelled, "action": "opened"})
+    store_delivery(runtime, "n-labeled", labelled)
+    runtime.wake()
+    assert wait_for(runtime, "n-opened", "n-labeled") == {"n-opened": "done", "n-labeled": "done"}
+    comments = [e for e in fake_github.effects if ":comment:" in e]
+    assert len(comments) == 1

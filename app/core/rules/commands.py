@@ -14,9 +14,9 @@ from app.core.actions import Action, Comment, RemoveLabel
 from app.core.config import Config
 from app.core.envelope import Envelope, IssueView, UserView, view
 from app.core.router import Router
-from app.core.rules.intake import NEEDS_APPROVAL_LABEL, queue, transition
+from app.core.rules.intake import NEEDS_APPROVAL_LABEL, queue
 from app.core.state import RepoState
-from app.core.tasks import Event, move
+from app.core.tasks import Event, as_action, move
 
 router = Router()
 
@@ -92,7 +92,7 @@ def on_comment(env: Envelope, state: RepoState, config: Config) -> Sequence[Acti
         return [reply(NOTHING_TO_APPROVE.format(login=login), "commands: nothing to approve")]
     reason = f"commands: approved by @{login}"
     return [
-        transition(repo, number, step, Event.APPROVE, reason),
+        as_action(repo, number, step, Event.APPROVE, reason),
         RemoveLabel(
             repo=repo,
             number=number,

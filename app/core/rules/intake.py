@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 
 import pathspec
 
-from app.core.actions import Action, AddLabels, Comment, RemoveLabel, Transition
+from app.core.actions import Action, AddLabels, Comment, RemoveLabel
 from app.core.config import Config
 from app.core.envelope import Envelope, IssueView, LabelView, view
 from app.core.markdown import has_acceptance_criteria, words
 from app.core.router import Router
 from app.core.state import RepoState
-from app.core.tasks import Event, Move, move, path
+from app.core.tasks import Event, as_action, move, path
 from app.core.tasks import State as TaskState
 
 router = Router()
@@ -89,18 +90,6 @@ def destructive(issue: IssueView, config: Config) -> list[str]:
     return [phrase for phrase in config.destructive_keywords if phrase.lower() in text]
 
 
-def transition(repo: str, number: int, step: Move, event: Event, reason: str) -> Transition:
-    return Transition(
-        repo=repo,
-        number=number,
-        event=event.value,
-        from_state=step.from_state.value if step.from_state is not None else None,
-        to_state=step.to_state.value,
-        previous=step.previous.value if step.previous is not None else None,
-        reason=reason,
-    )
-
-
 def _intake(env: Envelope, state: RepoState, config: Config) -> list[Action]:
     assert env.repository is not None
     issue = view(IssueView, env.payload, "issue")
@@ -113,7 +102,7 @@ def _intake(env: Envelope, state: RepoState, config: Config) -> list[Action]:
         step = path(task, Event.PROPOSE, Event.REJECT)
         assert step is not None
         reason = f"intake: {len(failed)} validation rule(s) failed"
-        actions: list[Action] = [transition(repo, number, step, Event.REJECT, reason)]
+        actions: list[Action] = [as_action(repo, number, step, Event.REJECT, reason)]
         if QUEUED_LABEL in issue.label_names:
             actions.append(RemoveLabel(repo=repo, number=number, label=QUEUED_LABEL, reason=reason))
         body = REJECTED_COMMENT.format(
@@ -126,7 +115,9 @@ def _intake(env: Envelope, state: RepoState, config: Config) -> list[Action]:
                 repo=repo,
                 number=number,
                 body=body,
-                key=f"intake-rejected:{env.delivery_id}",
+                # one comment per list of problems: the `opened` and `labeled` deliveries of
+                # a new issue, or a relabel with nothing fixed, do not repeat it
+                key=f"intake-rejected:{repo}#{number}:{digest(failed)}",
                 reason="intake: tell the maintainer what to fix",
             ),
         ]
@@ -138,7 +129,7 @@ def _intake(env: Envelope, state: RepoState, config: Config) -> list[Action]:
         reason = f"intake: destructive operation ({', '.join(risky)}) needs approval"
     else:
         reason = "intake: accepted for autonomous work"
-    actions = [transition(repo, number, step, event, reason)]
+    actions = [as_action(repo, number, step, event, reason)]
     if REJECTED_LABEL in issue.label_names:
         actions.append(
             RemoveLabel(
@@ -158,10 +149,15 @@ def _intake(env: Envelope, state: RepoState, config: Config) -> list[Action]:
             repo=repo,
             number=number,
             body=NEEDS_APPROVAL_COMMENT.format(found=found),
-            key=f"intake-approval:{env.delivery_id}",
+            key=f"intake-approval:{repo}#{number}:{digest(risky)}",
             reason="intake: ask for approval",
         ),
     ]
+
+
+def digest(parts: Sequence[str]) -> str:
+    """A short fingerprint of what a comment says, for its idempotency key."""
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
 def queue(repo: str, number: int, reason: str) -> AddLabels:
@@ -194,7 +190,7 @@ def on_unlabeled(env: Envelope, state: RepoState, config: Config) -> Sequence[Ac
     actions: list[Action] = []
     step = move(state.task, Event.CANCEL)
     if step is not None:
-        actions.append(transition(env.repository, issue.number, step, Event.CANCEL, reason))
+        actions.append(as_action(env.repository, issue.number, step, Event.CANCEL, reason))
     return actions + [
         RemoveLabel(repo=env.repository, number=issue.number, label=name, reason=reason)
         for name in (QUEUED_LABEL, REJECTED_LABEL, NEEDS_APPROVAL_LABEL)
