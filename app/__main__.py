@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -155,11 +156,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "tasks":
             return _tasks(settings, args.repo, args.state, args.json)
         if args.command in ("pause", "resume"):
-            return _pause(settings, args.command, "*" if args.all else args.repository)
+            return _pause(settings, args.command, None if args.all else args.repository)
         if args.command == "paused":
             return _paused(settings, args.json)
     except (SettingsError, CommandError) as exc:
         print(f"nightshift: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # the database unreachable, and the like: one line, no traceback
+        from sqlalchemy.exc import SQLAlchemyError
+
+        if not isinstance(exc, SQLAlchemyError):
+            raise
+        first = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        print(f"nightshift: error: database: {first}", file=sys.stderr)
         return 2
     raise AssertionError(args.command)
 
@@ -224,7 +233,14 @@ def _worker(settings: Settings, host: str, port: int) -> int:
         server = uvicorn.Server(
             uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
         )
-        threading.Thread(target=server.run, name="nightshift-health", daemon=True).start()
+        thread = threading.Thread(target=server.run, name="nightshift-health", daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 10
+        while not server.started and thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not server.started:  # e.g. the port is taken: no probe could ever reach us
+            runtime.shutdown()
+            raise CommandError(f"cannot serve /healthz on {host}:{port}")
     log.info(
         "worker %s running (health: %s)",
         runtime.executor_id,
@@ -253,11 +269,17 @@ def _warn_about_credentials(settings: Settings) -> None:
 
 @contextmanager
 def _open_store(settings: Settings) -> Iterator[Any]:
+    """The store, as it is: the operator commands never migrate a database (only `serve`
+    and `worker` do, so a newer CLI cannot change the schema under older workers)."""
     from app.effects.store import Store
 
     store = Store(settings.database_url)
     try:
-        store.migrate()
+        if not store.schema_is_current():
+            raise CommandError(
+                "the database has no Nightshift tables, or an older schema: "
+                "`nightshift serve` or `nightshift worker` migrates it when it starts"
+            )
         yield store
     finally:
         store.dispose()
@@ -314,7 +336,9 @@ def _deliveries(settings: Settings, as_json: bool, limit: int, status: str | Non
 def _prune(settings: Settings, days: float, as_json: bool) -> int:
     import time
 
-    if days < 3:
+    from app.core.redelivery import RETENTION_SECONDS
+
+    if days * 86400 < RETENTION_SECONDS:
         raise CommandError(
             "--older-than must be at least 3 days: younger deliveries are still needed to "
             "recognise GitHub's redeliveries"
@@ -391,12 +415,16 @@ def _tasks(settings: Settings, repo: str | None, state: str | None, as_json: boo
     return 0
 
 
-def _pause(settings: Settings, command: str, repository: str) -> int:
+def _pause(settings: Settings, command: str, repository: str | None) -> int:
+    """`repository` None: every repository."""
     import getpass
 
-    if repository != "*" and repository.count("/") != 1:
+    from app.effects.store import ALL_REPOSITORIES
+
+    repository = repository or ALL_REPOSITORIES
+    if repository != ALL_REPOSITORIES and repository.count("/") != 1:
         raise CommandError(f"{repository!r} is not OWNER/NAME (or use --all)")
-    where = "every repository" if repository == "*" else repository
+    where = "every repository" if repository == ALL_REPOSITORIES else repository
     with _open_store(settings) as store:
         if command == "pause":
             changed = store.pause(repository, by=f"cli:{getpass.getuser()}")
@@ -427,10 +455,12 @@ def _replay(
     as_json: bool,
 ) -> int:
     from app.core import config as core_config
-    from app.core.actions import GitHubAction
+    from app.core.actions import GitHubAction, Transition
     from app.core.envelope import Envelope, EnvelopeError
     from app.core.rules import decide
     from app.core.state import RepoState
+    from app.core.tasks import State as TaskState
+    from app.core.tasks import Task, parse_previous
     from app.effects.github import request_for
 
     config = core_config.DEFAULT_CONFIG
@@ -439,14 +469,26 @@ def _replay(
             config = core_config.parse(_read(config_file), config_file)
         except core_config.ConfigError as exc:
             raise CommandError(str(exc)) from None
-    state = RepoState(sender_permission=permission)
+    # the tasks the replayed deliveries create and move, so a later file (an approval after
+    # the labelling it approves) is decided as it would be in a real run
+    tasks: dict[tuple[str, int], Task] = {}
     for number, path in enumerate(files, start=1):
         delivery_id, name, payload = _recorded(path, event)
         try:
             env = Envelope.parse(delivery_id, name, payload)
         except EnvelopeError as exc:
             raise CommandError(f"{path}: {exc}") from None
+        key = (env.repository or "", env.issue_number or 0)
+        state = RepoState(sender_permission=permission, task=tasks.get(key))
         decision = decide(env, state, config)
+        for action in decision.actions:
+            if isinstance(action, Transition):
+                tasks[(action.repo, action.number)] = Task(
+                    action.repo,
+                    action.number,
+                    TaskState(action.to_state),
+                    parse_previous(action.previous),
+                )
         actions: list[dict[str, Any]] = [
             {
                 "what": action.describe(),
@@ -476,10 +518,10 @@ def _replay(
             print("  ignored: no rule handles it")
         elif not actions and not failures:
             print("  nothing to do")
-        for action in actions:
-            request = action["request"]
+        for shown in actions:
+            request = shown["request"]
             sent = f"  -> {request['method']} {request['path']}" if request else ""
-            print(f"  {action['what']}  ({action['why']}){sent}")
+            print(f"  {shown['what']}  ({shown['why']}){sent}")
             if request and request.get("json") is not None:
                 print(f"     {json.dumps(request['json'])}")
         for failure in failures:
@@ -498,7 +540,7 @@ def _recorded(path: str, event: str | None) -> tuple[str, str, dict[str, Any]]:
     request = data.get("request")
     if isinstance(request, dict) and isinstance(request.get("payload"), dict):
         headers = {str(k).lower(): v for k, v in (request.get("headers") or {}).items()}
-        name = event or headers.get("x-github-event") or data.get("event")
+        name = headers.get("x-github-event") or data.get("event") or event
         delivery = headers.get("x-github-delivery") or data.get("guid") or path
         if not name:
             raise CommandError(f"{path}: no X-GitHub-Event header; give --event")

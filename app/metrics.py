@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from app.effects.store import Store
@@ -17,9 +17,11 @@ class _StoreCollector(Collector):
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
-        deliveries = CounterMetricFamily(
-            "nightshift_deliveries",
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        # a gauge, not a counter: `nightshift prune` forgets old deliveries, and a counter
+        # that goes down would read as a reset to Prometheus
+        deliveries = GaugeMetricFamily(
+            "nightshift_deliveries_stored",
             "Stored webhook deliveries by event and outcome (queued, done, ignored, failed).",
             labels=["event", "outcome"],
         )

@@ -71,6 +71,13 @@ class Settings(BaseSettings):
             return tuple(part for part in parts if part)
         return value
 
+    @field_validator("metrics_token")
+    @classmethod
+    def _not_empty(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError("must not be empty (unset it to leave /metrics open)")
+        return value
+
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, value: str) -> str:

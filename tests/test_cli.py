@@ -223,8 +223,13 @@ def test_pause_and_resume_are_a_kill_switch_that_survives_restarts(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], settings: Settings
 ) -> None:
     monkeypatch.setenv("NIGHTSHIFT_DATABASE_URL", settings.database_url)
-    assert main(["pause", "octo/repo"]) == 0
-    assert capsys.readouterr().out == "paused octo/repo\n"
+    assert main(["pause", "octo/repo"]) == 2  # operator commands never migrate a database
+    assert "`nightshift serve` or `nightshift worker` migrates it" in capsys.readouterr().err
+    starting = Store(settings.database_url)
+    starting.migrate()  # as `serve` does when it starts
+    starting.dispose()
+    assert main(["pause", "Octo/Repo"]) == 0
+    assert capsys.readouterr().out == "paused Octo/Repo\n"
     assert main(["pause", "--all"]) == 0
     assert main(["pause", "--all"]) == 0
     assert (
@@ -232,7 +237,7 @@ def test_pause_and_resume_are_a_kill_switch_that_survives_restarts(
     )
     store = Store(settings.database_url)  # a new process: the pause is in the database
     assert store.is_paused("other/repo")
-    assert store.is_paused("octo/repo")
+    assert store.is_paused("octo/repo")  # repository names are case-insensitive
     assert main(["resume", "--all"]) == 0
     assert not store.is_paused("other/repo")
     assert store.is_paused("octo/repo")
@@ -359,3 +364,65 @@ def test_prune_forgets_old_finished_deliveries_only(
     fresh.dispose()
     assert main(["prune", "--older-than", "1"]) == 2
     assert "at least 3 days" in capsys.readouterr().err
+
+
+def test_a_database_error_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("NIGHTSHIFT_DATABASE_URL", "postgresql://127.0.0.1:1/nowhere")
+    assert main(["status"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nightshift: error: database: ")
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_an_empty_metrics_token_is_refused(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("NIGHTSHIFT_WEBHOOK_SECRET", "s")
+    monkeypatch.setenv("NIGHTSHIFT_METRICS_TOKEN", " ")
+    assert main(["serve"]) == 2
+    assert "NIGHTSHIFT_METRICS_TOKEN: Value error, must not be empty" in capsys.readouterr().err
+
+
+def test_replay_carries_the_tasks_it_creates_to_the_next_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.helpers import command_comment, labeled_issue
+
+    labelled = tmp_path / "1-labelled.json"  # a bare payload: --event says what it is
+    labelled.write_text(json.dumps(labeled_issue(number=1, body="- [ ] drop table x")))
+    approval = tmp_path / "2-approve.json"  # as GitHub's API returns a delivery
+    approval.write_text(
+        json.dumps(
+            {
+                "request": {
+                    "headers": {"X-GitHub-Event": "issue_comment", "X-GitHub-Delivery": "g-2"},
+                    "payload": command_comment("/nightshift approve", number=1),
+                }
+            }
+        )
+    )
+    assert (
+        main(
+            [
+                "replay",
+                "--dry-run",
+                "--json",
+                "--permission",
+                "write",
+                "--event",
+                "issues",
+                str(labelled),
+                str(approval),
+            ]
+        )
+        == 0
+    )
+    first, second = (json.loads(line) for line in capsys.readouterr().out.splitlines())
+    assert first["actions"][0]["what"] == "octo/repo#1:new->awaiting_approval"
+    assert [a["what"] for a in second["actions"]][:3] == [
+        "octo/repo#1:awaiting_approval->queued",
+        "octo/repo#1:-nightshift:needs-approval",
+        "octo/repo#1:+nightshift:queued",
+    ]

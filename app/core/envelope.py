@@ -36,6 +36,12 @@ class Envelope:
         """`issues.labeled`, or the bare event name when there is no action."""
         return f"{self.event}.{self.action}" if self.action else self.event
 
+    @property
+    def issue_number(self) -> int | None:
+        """The number of the issue (or pull request, for issue_comment) the delivery is about."""
+        issue = self.payload.get("issue")
+        return _int_field(issue, "number")
+
     @classmethod
     def parse(cls, delivery_id: str, event: str, body: bytes | Mapping[str, Any]) -> Envelope:
         if isinstance(body, bytes | bytearray):

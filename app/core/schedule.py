@@ -136,7 +136,15 @@ def plan(
     finished: Iterable[int] = (),
 ) -> Plan:
     """Assign ready tasks (priority, then age) to qualifying agents (least loaded, then best
-    record, then name); say why each other task waits."""
+    record, then name); say why each other task waits.
+
+    One repository per pass: task numbers are issue numbers, so they must be unique.
+    `finished` holds the issues that are done or closed; a dependency on any other issue,
+    task or not, waits until it is in `finished`.
+    """
+    numbers = [task.number for task in tasks]
+    if len(set(numbers)) != len(numbers):
+        raise ValueError("task numbers must be unique: plan one repository at a time")
     done = set(finished)
     graph = {task.number: task.depends_on for task in tasks}
     waiting: dict[int, str] = {}

@@ -101,6 +101,18 @@ class Store:
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
 
+    def schema_is_current(self) -> bool:
+        """True when the database has every migration (so reading it needs no upgrade)."""
+        from alembic.runtime.migration import MigrationContext
+        from alembic.script import ScriptDirectory
+
+        config = AlembicConfig()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        head = ScriptDirectory.from_config(config).get_current_head()
+        with self.engine.connect() as connection:
+            current = MigrationContext.configure(connection).get_current_revision()
+        return current == head
+
     def dispose(self) -> None:
         self.engine.dispose()
 
@@ -475,7 +487,8 @@ class Store:
     # pauses (the kill switch) ---------------------------------------------------------------
 
     def is_paused(self, repository: str | None) -> bool:
-        names = [ALL_REPOSITORIES] + ([repository] if repository else [])
+        # GitHub's repository names are case-insensitive
+        names = [ALL_REPOSITORIES] + ([repository.lower()] if repository else [])
         with self.engine.connect() as connection:
             return (
                 connection.execute(
@@ -489,7 +502,7 @@ class Store:
         dialect = sqlite if self.is_sqlite else postgresql
         statement = (
             dialect.insert(pauses)
-            .values(repository=repository, since=self.clock(), by=by)
+            .values(repository=repository.lower(), since=self.clock(), by=by)
             .on_conflict_do_nothing(index_elements=["repository"])
             .returning(pauses.c.repository)
         )

@@ -183,9 +183,8 @@ class DeliveryEngine(DBOSConfiguredInstance):
         }
 
     def _task_of(self, env: Envelope) -> Task | None:
-        issue = env.payload.get("issue")
-        number = issue.get("number") if isinstance(issue, dict) else None
-        if env.repository is None or not isinstance(number, int):
+        number = env.issue_number
+        if env.repository is None or number is None:
             return None
         return self.store.task(env.repository, number)
 

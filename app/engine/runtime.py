@@ -40,6 +40,7 @@ PUMP_INTERVAL = 0.25  # polling, for deliveries stored by another process
 PUMP_MIN_GAP = 0.05
 IN_FLIGHT_PER_WORKER_SLOT = 4
 IN_FLIGHT_PER_PARTITION = 4  # deliveries of one repository enqueued at once
+UNHEALTHY_AFTER_FAILURES = 5  # pump passes in a row
 FENCED_EXIT = 75  # EX_TEMPFAIL: the orchestrator restarts the worker
 REAP_INTERVAL = 30.0
 RECONCILE_STARTUP_DELAY = 30.0
@@ -111,6 +112,7 @@ class Runtime:
         self._threads: list[threading.Thread] = []
         self._wake = threading.Event()
         self._last_heartbeat = time.monotonic()
+        self._pump_failures = 0
         self._fence: Callable[[], None] = lambda: os._exit(FENCED_EXIT)
 
     # lifecycle ------------------------------------------------------------------------------
@@ -148,9 +150,8 @@ class Runtime:
         pump = threading.Thread(target=self._pump_loop, name="nightshift-pump", daemon=True)
         pump.start()
         self._threads.append(pump)
-        if self.settings.is_postgres:
-            interval = max(0.5, min(HEARTBEAT_INTERVAL, self.settings.dead_worker_seconds / 4))
-            self._spawn("heartbeat", interval, self.heartbeat)
+        interval = max(0.5, min(HEARTBEAT_INTERVAL, self.settings.dead_worker_seconds / 4))
+        self._spawn("heartbeat", interval, self.heartbeat)
         if self.github is not None and not self.settings.dry_run:
             # the first pass waits until the ingress is surely listening: a redelivery asked
             # for before that would fail again
@@ -162,9 +163,15 @@ class Runtime:
             )
 
     def alive(self) -> bool:
-        """The background work runs: the pump thread is up and nothing asked it to stop."""
+        """The background work runs: the pump thread is up, nothing asked it to stop, and its
+        last passes did not all fail (the database is reachable)."""
         pump = next((t for t in self._threads if t.name == "nightshift-pump"), None)
-        return pump is not None and pump.is_alive() and not self._stop.is_set()
+        return (
+            pump is not None
+            and pump.is_alive()
+            and not self._stop.is_set()
+            and self._pump_failures < UNHEALTHY_AFTER_FAILURES
+        )
 
     def shutdown(self) -> None:
         self._stop.set()
@@ -200,8 +207,9 @@ class Runtime:
 
     # work -----------------------------------------------------------------------------------
 
-    def wake(self, stored: Sequence[NewDelivery] = ()) -> None:
-        """Tell the pump that deliveries were stored (the ingress calls this after a commit)."""
+    def wake(self, _stored: Sequence[NewDelivery] = ()) -> None:
+        """Tell the pump that deliveries were stored (the inbox calls this after a commit,
+        with what it stored; the pump reads the inbox itself)."""
         self._wake.set()
 
     def _pump_loop(self) -> None:
@@ -212,7 +220,9 @@ class Runtime:
                 if time.monotonic() >= next_reap:
                     self.reap()
                     next_reap = time.monotonic() + REAP_INTERVAL
+                self._pump_failures = 0
             except Exception:
+                self._pump_failures += 1
                 log.exception("the pump failed; it tries again in %ss", PUMP_INTERVAL)
             self._wake.wait(PUMP_INTERVAL)
             self._wake.clear()
@@ -293,7 +303,8 @@ class Runtime:
             self.store.touch_worker(self.executor_id)
         except Exception:
             silent = time.monotonic() - self._last_heartbeat
-            if silent > self.settings.dead_worker_seconds / 2:
+            # only workers that share a database can be presumed dead by another
+            if self.settings.is_postgres and silent > self.settings.dead_worker_seconds / 2:
                 log.critical(
                     "no heartbeat recorded for %.0fs: stopping this worker before another "
                     "one recovers its workflows",

@@ -69,7 +69,7 @@ APPROVED = [
             "read",
             [
                 reply(
-                    commands.REFUSED.format(login="octocat", command="approve"),
+                    commands.REFUSED.format(login="octocat"),
                     "commands: @octocat has read permission",
                 )
             ],
@@ -80,7 +80,7 @@ APPROVED = [
             "triage",
             [
                 reply(
-                    commands.REFUSED.format(login="octocat", command="approve"),
+                    commands.REFUSED.format(login="octocat"),
                     "commands: @octocat has triage permission",
                 )
             ],
@@ -91,7 +91,7 @@ APPROVED = [
             None,
             [
                 reply(
-                    commands.REFUSED.format(login="octocat", command="approve"),
+                    commands.REFUSED.format(login="octocat"),
                     "commands: @octocat has no permission",
                 )
             ],
@@ -113,13 +113,22 @@ APPROVED = [
             "write",
             [
                 reply(
-                    commands.UNKNOWN.format(
-                        login="octocat", command="frobnicate", known="`approve`"
-                    ),
+                    commands.UNKNOWN.format(login="octocat", known="`approve`"),
                     "commands: unknown command",
                 )
             ],
             id="unknown-command",
+        ),
+        pytest.param(
+            command_comment("/nightshift x`@octo-org/security`x", login="drive-by"),
+            None,
+            [
+                reply(
+                    commands.REFUSED.format(login="drive-by"),
+                    "commands: @drive-by has no permission",
+                )
+            ],
+            id="no-echo-no-mention-for-strangers",
         ),
         pytest.param(
             command_comment("Looks good.\n/nightshift approve", labels=WAITING),

@@ -127,3 +127,8 @@ def test_labels_map_to_capabilities() -> None:
     assert capabilities_for(["frontend", "bug", "other"], mapping) == {"css", "javascript"}
     assert schedule.priority_of(["priority:high"], ["priority:critical", "priority:high"]) == 1
     assert schedule.priority_of(["x"], ["priority:critical", "priority:high"]) == 2
+
+
+def test_one_repository_per_pass() -> None:
+    with pytest.raises(ValueError, match="unique"):
+        plan([task(7), task(7)], [agent("a")])

@@ -142,7 +142,9 @@ def assert_processed_once(
         ]
         assert len(decisions) == 1, delivery
         issue = fake.issue("octo/repo", number)
-        comments = [c for c in issue.comments if f"intake-rejected:{delivery}" in c["body"]]
+        comments = [
+            c for c in issue.comments if f"intake-rejected:octo/repo#{number}:" in c["body"]
+        ]
         if number in rejected:
             assert issue.labels == ["nightshift:rejected"]
             assert len(comments) == 1, f"{delivery}: {len(comments)} comments"

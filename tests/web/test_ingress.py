@@ -258,8 +258,8 @@ async def test_health_and_metrics(ingress: Harness) -> None:
     await ingress.post(body_of({"action": "created"}), event="deployment_status", delivery="m2")
     assert (await ingress.client.get("http://nightshift.test/healthz")).json() == {"ok": True}
     text = (await ingress.client.get("http://nightshift.test/metrics")).text
-    assert 'nightshift_deliveries_total{event="issues",outcome="queued"} 1.0' in text
-    assert 'nightshift_deliveries_total{event="deployment_status",outcome="ignored"} 1.0' in text
+    assert 'nightshift_deliveries_stored{event="issues",outcome="queued"} 1.0' in text
+    assert 'nightshift_deliveries_stored{event="deployment_status",outcome="ignored"} 1.0' in text
     assert "nightshift_queue_depth 1.0" in text
     assert 'nightshift_ingress_requests_total{status="202"} 2.0' in text
     assert "nightshift_ingress_seconds_bucket" in text

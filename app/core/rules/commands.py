@@ -24,10 +24,10 @@ PREFIX = "/nightshift"
 WRITE_PERMISSIONS = frozenset({"admin", "maintain", "write"})
 KNOWN = ("approve",)
 
-REFUSED = "@{login} only people with write access to this repository can `/nightshift {command}`."
+REFUSED = "@{login} only people with write access to this repository can use `/nightshift`."
 APPROVED = "Approved by @{login}: queued for an agent."
 NOTHING_TO_APPROVE = "@{login} there is nothing waiting for approval on this issue."
-UNKNOWN = "@{login} unknown command `{command}`. Known commands: {known}."
+UNKNOWN = "@{login} that is not a command Nightshift knows. Known commands: {known}."
 
 
 @dataclass(frozen=True)
@@ -72,21 +72,18 @@ def on_comment(env: Envelope, state: RepoState, config: Config) -> Sequence[Acti
         key = f"command:{env.delivery_id}"
         return Comment(repo=repo, number=number, body=text, key=key, reason=reason)
 
-    if command.name not in KNOWN:
-        known = ", ".join(f"`{name}`" for name in KNOWN)
-        return [
-            reply(
-                UNKNOWN.format(login=login, command=command.name, known=known),
-                "commands: unknown command",
-            )
-        ]
+    # permission first: nobody without write access gets the bot to say anything chosen by
+    # them, and the command's text is never echoed (it could carry @-mentions)
     if state.sender_permission not in WRITE_PERMISSIONS:
         return [
             reply(
-                REFUSED.format(login=login, command=command.name),
+                REFUSED.format(login=login),
                 f"commands: @{login} has {state.sender_permission or 'no'} permission",
             )
         ]
+    if command.name not in KNOWN:
+        known = ", ".join(f"`{name}`" for name in KNOWN)
+        return [reply(UNKNOWN.format(login=login, known=known), "commands: unknown command")]
     step = move(state.task, Event.APPROVE)
     if step is None:
         return [reply(NOTHING_TO_APPROVE.format(login=login), "commands: nothing to approve")]
