@@ -22,9 +22,8 @@ descriptions: $(DESCRIPTIONS)
 
 # A development .env: a fresh webhook secret, and dry-run until App credentials are set.
 .env:
-	$(PYTHON) -c "import secrets; print('NIGHTSHIFT_WEBHOOK_SECRET=' + secrets.token_hex(20)); print('NIGHTSHIFT_DRY_RUN=true')" > .env
-	chmod 600 .env
-	@echo "wrote .env with a new webhook secret (dry-run on); see README: Installing the App"
+	umask 077 && $(PYTHON) -c "import secrets; print('NIGHTSHIFT_WEBHOOK_SECRET=' + secrets.token_hex(20)); print('NIGHTSHIFT_DRY_RUN=true')" > .env
+	@echo "wrote .env (mode 0600) with a new webhook secret, dry-run on; add NIGHTSHIFT_APP_ID and NIGHTSHIFT_PRIVATE_KEY_PATH (README: Settings) to act on GitHub"
 
 run: $(VENV)/.installed .env
 	$(VENV)/bin/nightshift serve
