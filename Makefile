@@ -23,7 +23,7 @@ descriptions: $(DESCRIPTIONS)
 # A development .env: a fresh webhook secret, and dry-run until App credentials are set.
 .env:
 	umask 077 && $(PYTHON) -c "import secrets; print('NIGHTSHIFT_WEBHOOK_SECRET=' + secrets.token_hex(20)); print('NIGHTSHIFT_DRY_RUN=true')" > .env
-	@echo "wrote .env (mode 0600) with a new webhook secret, dry-run on; add NIGHTSHIFT_APP_ID and NIGHTSHIFT_PRIVATE_KEY_PATH (README: Settings) to act on GitHub"
+	@echo "wrote .env (mode 0600) with a new webhook secret, dry-run on; to act on GitHub add NIGHTSHIFT_APP_ID and NIGHTSHIFT_PRIVATE_KEY_PATH and set NIGHTSHIFT_DRY_RUN=false (README: Settings)"
 
 run: $(VENV)/.installed .env
 	$(VENV)/bin/nightshift serve
