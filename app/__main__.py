@@ -334,8 +334,6 @@ def _deliveries(settings: Settings, as_json: bool, limit: int, status: str | Non
 
 
 def _prune(settings: Settings, days: float, as_json: bool) -> int:
-    import time
-
     from app.core.redelivery import RETENTION_SECONDS
 
     if days * 86400 < RETENTION_SECONDS:
@@ -356,6 +354,8 @@ def _prune(settings: Settings, days: float, as_json: bool) -> int:
 
 
 def _status(settings: Settings, as_json: bool) -> int:
+    from app.effects.store import ALL_REPOSITORIES
+
     with _open_store(settings) as store:
         deliveries: dict[str, int] = {}
         for _, outcome, count in store.delivery_counts():
@@ -382,7 +382,8 @@ def _status(settings: Settings, as_json: bool) -> int:
     print(f"deliveries: {counts(deliveries)}")
     print(f"tasks:      {counts(states)}")
     print(
-        "paused:     " + (", ".join("everything" if p == "*" else p for p in paused) or "nothing")
+        "paused:     "
+        + (", ".join("everything" if p == ALL_REPOSITORIES else p for p in paused) or "nothing")
     )
     print(
         f"workers:    {workers} alive"
@@ -436,10 +437,12 @@ def _pause(settings: Settings, command: str, repository: str | None) -> int:
 
 
 def _paused(settings: Settings, as_json: bool) -> int:
+    from app.effects.store import ALL_REPOSITORIES
+
     with _open_store(settings) as store:
         rows = store.pauses()
     for repository, since, by in rows:
-        name = "every repository" if repository == "*" else repository
+        name = "every repository" if repository == ALL_REPOSITORIES else repository
         if as_json:
             print(json.dumps({"repository": repository, "since": _iso(since), "by": by}))
         else:

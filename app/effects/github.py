@@ -1,6 +1,8 @@
 """GitHub access: App (JWT) and installation auth through githubkit, throttled writes, retries.
 
-Only the executor and the reconciler talk to GitHub, and only through `GitHubPort`.
+Writes go through the executor (and the reconciler's redelivery requests) only; the reads
+the core needs before deciding (the configuration file, a commenter's permission) are made
+in the workflow's plan step (repo_config.py, facts.py). All of it through `GitHubPort`.
 """
 
 from __future__ import annotations

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-from app.core.actions import AddLabels, Comment
+from app.core.actions import AddLabels, Comment, Transition
 from app.effects.executor import DRY_RUN, NO_CREDENTIALS, Context, Executor
 from app.effects.github import GitHubApp, marker
 from app.effects.store import Store
 from tests.fakes.github import FakeGitHub
 from tests.helpers import app_client
 
+ACCEPT = Transition(
+    repo="octo/repo",
+    number=1,
+    event="accept",
+    from_state=None,
+    to_state="queued",
+    reason="accepted",
+)
 CTX = Context(delivery_id="d1", installation_id=77)
 LABEL = AddLabels(repo="octo/repo", number=1, labels=("nightshift:queued",), reason="accepted")
 COMMENT = Comment(
@@ -163,16 +171,8 @@ def test_transitions_are_compare_and_set(store: Store) -> None:
     from app.core.actions import Transition
 
     executor = Executor(store, None, dry_run=False)
-    accept = Transition(
-        repo="octo/repo",
-        number=1,
-        event="accept",
-        from_state=None,
-        to_state="queued",
-        reason="accepted",
-    )
-    assert executor.execute(CTX, accept) == "sent"
-    assert executor.execute(CTX, accept) == "skipped"  # a re-run of the same move
+    assert executor.execute(CTX, ACCEPT) == "sent"
+    assert executor.execute(CTX, ACCEPT) == "skipped"  # a re-run of the same move
     stale = Transition(
         repo="octo/repo",
         number=1,
@@ -198,19 +198,11 @@ def test_transitions_are_compare_and_set(store: Store) -> None:
 
 
 def test_dry_run_changes_no_state_of_its_own(store: Store) -> None:
-    from app.core.actions import RememberConfigError, Transition
+    from app.core.actions import RememberConfigError
 
     executor = Executor(store, None, dry_run=True)
-    accept = Transition(
-        repo="octo/repo",
-        number=1,
-        event="accept",
-        from_state=None,
-        to_state="queued",
-        reason="accepted",
-    )
     told = RememberConfigError(repo="octo/repo", problem="bad", reason="told")
-    assert executor.execute(CTX, accept) == "recorded"
+    assert executor.execute(CTX, ACCEPT) == "recorded"
     assert executor.execute(CTX, told) == "recorded"
     assert store.task("octo/repo", 1) is None
     assert store.reported_config_error("octo/repo") is None
