@@ -41,7 +41,20 @@ class Settings(BaseSettings):
     )
     github_api_url: str = Field(default="https://api.github.com")
     dry_run: bool = Field(default=False, description="Decide and record, send nothing.")
-    cache_dir: Path = Field(default=Path(".nightshift-cache"))
+    cache_dir: Path = Field(
+        default=Path(".nightshift-cache"),
+        description="Bare mirrors and review worktrees (removed after each review).",
+    )
+    review_concurrency: int = Field(
+        default=2, ge=1, le=64, description="Reviews run at once by a worker (one per repo)."
+    )
+    ci_poll_seconds: float = Field(
+        default=60.0, gt=0, description="Wait between looks at a head's required checks."
+    )
+    sandbox_readonly_paths: Annotated[tuple[Path, ...], NoDecode] = Field(
+        default=(),
+        description="Extra host paths (comma-separated) the sandbox may read: toolchains.",
+    )
     executor_id: str | None = Field(
         default=None,
         description="Stable id of this worker process for the engine (default: generated).",
@@ -62,6 +75,13 @@ class Settings(BaseSettings):
         gt=0,
         description="A worker silent this long is presumed dead and its workflows recovered.",
     )
+
+    @field_validator("sandbox_readonly_paths", mode="before")
+    @classmethod
+    def _split_paths(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(Path(part.strip()) for part in value.split(",") if part.strip())
+        return value
 
     @field_validator("webhook_secret", mode="before")
     @classmethod

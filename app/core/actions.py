@@ -6,7 +6,7 @@ why it exists (`reason`), which is what the audit log records next to it.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -94,8 +94,191 @@ class Transition(_Action):
         return f"{self.repo}#{self.number}:{self.from_state or 'new'}->{self.to_state}"
 
 
-GitHubAction = AddLabels | RemoveLabel | Comment
-StoreAction = RememberConfigError | ForgetConfigError | Transition
-Action = Annotated[GitHubAction | StoreAction, Field(discriminator="kind")]
+# -- the review ------------------------------------------------------------------------------
+
+
+class StartReview(_Action):
+    """Review a pull request's head: a durable review workflow on the review queue.
+
+    `attempt` tells apart reviews of the same head (a first review, one after
+    `/nightshift ok-to-test`, a retry): each is one workflow, started once.
+    """
+
+    kind: Literal["start_review"] = "start_review"
+    number: int  # the pull request
+    task: int  # the issue it works on
+    head_sha: str
+    attempt: str = "push"
+
+    def describe(self) -> str:
+        return f"{self.repo}#{self.number}:review@{self.head_sha[:7]}:{self.attempt}"
+
+
+class AllowTests(_Action):
+    """A user with write access said `/nightshift ok-to-test`: this head may run."""
+
+    kind: Literal["allow_tests"] = "allow_tests"
+    number: int
+    head_sha: str
+    by: str
+
+    def describe(self) -> str:
+        return f"{self.repo}#{self.number}:ok-to-test@{self.head_sha[:7]} by {self.by}"
+
+
+class PublishCheck(_Action):
+    """Create or update one of Nightshift's check runs on a commit.
+
+    `key` names the check run across updates (the first publish creates it, later ones
+    update the same run), so a re-run after a crash never creates a second one.
+    """
+
+    kind: Literal["publish_check"] = "publish_check"
+    head_sha: str
+    name: str
+    key: str
+    status: Literal["queued", "in_progress", "completed"]
+    conclusion: str | None = None
+    output: dict[str, Any] | None = None
+
+    def describe(self) -> str:
+        return f"{self.repo}@{self.head_sha[:7]}:check:{self.name}:{self.conclusion or self.status}"
+
+
+class SubmitReview(_Action):
+    """A pull-request review on the reviewed commit: approve, or request changes."""
+
+    kind: Literal["submit_review"] = "submit_review"
+    number: int
+    commit_id: str
+    event: Literal["APPROVE", "REQUEST_CHANGES", "COMMENT"]
+    body: str
+    key: str
+
+    def describe(self) -> str:
+        return f"{self.repo}#{self.number}:review:{self.event}"
+
+
+class Merge(_Action):
+    """Merge the pull request only if its head is still `sha` (GitHub refuses otherwise)."""
+
+    kind: Literal["merge"] = "merge"
+    number: int
+    sha: str
+    method: Literal["merge", "squash", "rebase"]
+    title: str | None = None
+
+    def describe(self) -> str:
+        return f"{self.repo}#{self.number}:merge@{self.sha[:7]}:{self.method}"
+
+
+class RerunFailedJobs(_Action):
+    """Re-run the failed jobs of a GitHub Actions workflow run."""
+
+    kind: Literal["rerun_failed_jobs"] = "rerun_failed_jobs"
+    run_id: int
+    head_sha: str
+
+    def describe(self) -> str:
+        return f"{self.repo}:rerun-failed-jobs:{self.run_id}"
+
+
+class RerequestCheckSuite(_Action):
+    """Ask a (non-Actions) CI to run a check suite again."""
+
+    kind: Literal["rerequest_check_suite"] = "rerequest_check_suite"
+    suite_id: int
+    head_sha: str
+
+    def describe(self) -> str:
+        return f"{self.repo}:rerequest-check-suite:{self.suite_id}"
+
+
+class OpenIssue(_Action):
+    """A new issue (an urgent escalation), opened once per `key`."""
+
+    kind: Literal["open_issue"] = "open_issue"
+    title: str
+    body: str
+    labels: tuple[str, ...] = ()
+    key: str
+
+    def describe(self) -> str:
+        return f"{self.repo}:new-issue:{self.title}"
+
+
+class RecordPull(_Action):
+    """Remember a pull request Nightshift reviews: its task, head, author and fork."""
+
+    kind: Literal["record_pull"] = "record_pull"
+    number: int
+    task: int
+    head_sha: str
+    author: str
+    fork: bool
+
+    def describe(self) -> str:
+        return f"{self.repo}#{self.number}:tracks #{self.task}@{self.head_sha[:7]}"
+
+
+class CountFixRound(_Action):
+    """One more round of fix instructions for the pull request (once per reviewed head)."""
+
+    kind: Literal["count_fix_round"] = "count_fix_round"
+    number: int
+    head_sha: str
+
+    def describe(self) -> str:
+        return f"{self.repo}#{self.number}:fix-round@{self.head_sha[:7]}"
+
+
+class CountCiRetry(_Action):
+    """One more CI re-run for a head commit."""
+
+    kind: Literal["count_ci_retry"] = "count_ci_retry"
+    head_sha: str
+    run: str  # the run or suite retried, so a redelivered event is not counted twice
+
+    def describe(self) -> str:
+        return f"{self.repo}@{self.head_sha[:7]}:ci-retry:{self.run}"
+
+
+class RecordEscalation(_Action):
+    """An escalation: immediate ones also open an issue; deferred ones wait for the report."""
+
+    kind: Literal["record_escalation"] = "record_escalation"
+    number: int | None
+    level: Literal["immediate", "deferred"]
+    category: str  # security, conflict, fix-rounds, ci, ...
+    summary: str
+    key: str
+
+    def describe(self) -> str:
+        return f"{self.repo}#{self.number or '-'}:escalation:{self.level}:{self.category}"
+
+
+GitHubAction = (
+    AddLabels
+    | RemoveLabel
+    | Comment
+    | PublishCheck
+    | SubmitReview
+    | Merge
+    | RerunFailedJobs
+    | RerequestCheckSuite
+    | OpenIssue
+)
+StoreAction = (
+    RememberConfigError
+    | ForgetConfigError
+    | Transition
+    | AllowTests
+    | RecordPull
+    | CountFixRound
+    | CountCiRetry
+    | RecordEscalation
+)
+EngineAction = StartReview
+Action = Annotated[GitHubAction | StoreAction | EngineAction, Field(discriminator="kind")]
 ACTION_ADAPTER: TypeAdapter[Action] = TypeAdapter(Action)
 ACTIONS_ADAPTER: TypeAdapter[list[Action]] = TypeAdapter(list[Action])

@@ -109,6 +109,36 @@ class IssueView(_View):
         return frozenset(label.name for label in self.labels)
 
 
+class RepoRefView(_View):
+    full_name: str = ""
+
+
+class BranchView(_View):
+    ref: str = ""
+    sha: str
+    repo: RepoRefView | None = None  # null when a fork's repository was deleted
+
+
+class PullView(_View):
+    """The fields of a pull request the rules use."""
+
+    number: int
+    title: str = ""
+    body: str | None = None
+    state: str = "open"
+    draft: bool = False
+    merged: bool = False
+    head: BranchView
+    base: BranchView
+    user: UserView | None = None
+    html_url: str = ""
+
+    def is_fork(self, repository: str) -> bool:
+        """From another repository (a deleted fork counts as one)."""
+        source = self.head.repo.full_name if self.head.repo is not None else ""
+        return source.lower() != repository.lower()
+
+
 class ViewError(ValueError):
     """The payload lacks a field a rule needs."""
 

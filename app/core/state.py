@@ -8,6 +8,21 @@ from app.core.tasks import Task
 
 
 @dataclass(frozen=True)
+class Pull:
+    """A pull request Nightshift reviews, as the store remembers it."""
+
+    repo: str
+    number: int
+    task: int
+    head_sha: str
+    author: str
+    fork: bool
+    fix_rounds: int = 0
+    ok_to_test_sha: str | None = None
+    merged_sha: str | None = None
+
+
+@dataclass(frozen=True)
 class RepoState:
     """The state the rules may consult; gathered before deciding, never fetched by a rule."""
 
@@ -21,6 +36,11 @@ class RepoState:
     sender_permission: str | None = None
     # the task of the issue the delivery is about, if there is one
     task: Task | None = None
+    # the pull request the delivery is about (a PR event, a comment on a PR, a CI result
+    # for a PR's head), when Nightshift tracks it
+    pull: Pull | None = None
+    # CI re-runs made so far for the head commit the delivery is about
+    ci_retries: int = 0
 
 
 EMPTY_STATE = RepoState()

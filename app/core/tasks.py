@@ -90,6 +90,7 @@ class Task:
     number: int
     state: State
     previous: tuple[State, ...] = ()  # where detours return to, the latest last
+    agent: str | None = None  # the GitHub login of the agent working on it
 
 
 @dataclass(frozen=True)

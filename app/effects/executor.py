@@ -7,20 +7,47 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, Protocol
 
 from app.core.actions import (
     Action,
+    AllowTests,
     Comment,
+    CountCiRetry,
+    CountFixRound,
     ForgetConfigError,
+    Merge,
+    OpenIssue,
+    PublishCheck,
+    RecordEscalation,
+    RecordPull,
     RememberConfigError,
     RemoveLabel,
+    StartReview,
+    SubmitReview,
     Transition,
 )
-from app.effects.github import GitHubError, GitHubPort, GitHubRequest, marker, request_for
+from app.effects.github import (
+    GitHubError,
+    GitHubPort,
+    GitHubRequest,
+    marker,
+    request_for,
+    update_check_run,
+)
 from app.effects.store import AuditEntry, Store
 
-Outcome = Literal["sent", "recorded", "skipped", "failed", "conflict"]
+# refused: GitHub would not do it now (a merge of a moved head, of a conflicting PR)
+Outcome = Literal["sent", "recorded", "skipped", "failed", "conflict", "refused"]
+
+StoreOnly = AllowTests | RecordPull | CountFixRound | CountCiRetry | RecordEscalation
+
+
+class ReviewStarter(Protocol):
+    """Starts the durable review of a pull request's head (the engine implements it)."""
+
+    def start_review(self, installation_id: int, action: StartReview) -> str: ...
+
 
 NO_CREDENTIALS = "no GitHub App credentials are configured: recorded instead of sent"
 DRY_RUN = "dry-run: recorded instead of sent"
@@ -37,12 +64,17 @@ class Executor:
         self.store = store
         self.github = github
         self.dry_run = dry_run
+        self.reviews: ReviewStarter | None = None  # bound by the runtime
 
     def execute(self, ctx: Context, action: Action) -> Outcome:
         if isinstance(action, RememberConfigError | ForgetConfigError):
             return self._remember(ctx, action)
         if isinstance(action, Transition):
             return self._transition(ctx, action)
+        if isinstance(action, StoreOnly):
+            return self._store_only(ctx, action)
+        if isinstance(action, StartReview):
+            return self._start_review(ctx, action)
         request = request_for(action)
         entry = _entry_for(ctx, action, request)
         if self.dry_run or self.github is None:
@@ -53,9 +85,16 @@ class Executor:
             self.store.record(entry(kind="error", why="the delivery names no installation"))
             return "failed"
         github = self.github
-        if isinstance(action, Comment) and self._already_posted(github, ctx, action):
+        if isinstance(action, Comment | SubmitReview | OpenIssue) and self._already_posted(
+            github, ctx, action
+        ):
             self.store.record(entry(kind="skipped", why="already posted by an earlier attempt"))
             return "skipped"
+        if isinstance(action, PublishCheck):
+            existing = self._check_run_id(github, ctx, action)
+            if existing is not None:
+                request = update_check_run(action, existing)
+                entry = _entry_for(ctx, action, request)
         try:
             response = github.send(ctx.installation_id, request)
         except GitHubError as exc:
@@ -63,14 +102,101 @@ class Executor:
                 # already absent: a re-run after a crash, or someone removed it meanwhile
                 self.store.record(entry(kind="skipped", why=f"{action.reason} (already absent)"))
                 return "skipped"
+            if isinstance(action, Merge) and exc.status in (405, 409, 422):
+                # 405: not mergeable now, 409: the head moved; look again, never force
+                # https://docs.github.com/en/rest/pulls/pulls#merge-a-pull-request
+                self.store.record(entry(kind="refused", why=f"{action.reason}: GitHub: {exc}"))
+                return "refused"
             self.store.record(entry(kind="error", why=f"{action.reason}: GitHub answered {exc}"))
             if exc.transient:
                 raise  # the workflow step runs again, with back-off
             return "failed"
-        if isinstance(action, Comment):
+        if isinstance(action, Comment | SubmitReview | OpenIssue):
             self.store.finish_effect(action.key)
+        if isinstance(action, PublishCheck) and request.method == "POST":
+            data = response.data if isinstance(response.data, dict) else {}
+            self.store.finish_effect(action.key, str(data.get("id", "")))
+        if isinstance(action, Merge):
+            data = response.data if isinstance(response.data, dict) else {}
+            self.store.mark_merged(action.repo, action.number, str(data.get("sha") or ""))
         self.store.record(entry(kind="action", why=action.reason, status=response.status))
         return "sent"
+
+    def _store_only(self, ctx: Context, action: StoreOnly) -> Outcome:
+        """Nightshift's own records about pull requests, CI retries and escalations."""
+        if self.dry_run:
+            return self._record_dry_run(ctx, action)
+        done = True
+        if isinstance(action, RecordPull):
+            self.store.record_pull(
+                action.repo, action.number, action.task, action.head_sha, action.author, action.fork
+            )
+        elif isinstance(action, AllowTests):
+            self.store.allow_tests(action.repo, action.number, action.head_sha, action.by)
+        elif isinstance(action, CountFixRound):
+            done = self.store.count_fix_round(action.repo, action.number, action.head_sha)
+        elif isinstance(action, CountCiRetry):
+            done = self.store.count_ci_retry(action.repo, action.head_sha, action.run)
+        else:
+            done = self.store.record_escalation(
+                action.key,
+                action.repo,
+                action.number,
+                action.level,
+                action.category,
+                action.summary,
+            )
+        self.store.record(
+            AuditEntry(
+                kind="state" if done else "skipped",
+                what=action.describe(),
+                why=action.reason if done else f"{action.reason} (recorded already)",
+                delivery_id=ctx.delivery_id,
+                repository=action.repo,
+                detail={"action": action.kind},
+            )
+        )
+        return "sent" if done else "skipped"
+
+    def _start_review(self, ctx: Context, action: StartReview) -> Outcome:
+        if self.dry_run or self.reviews is None or ctx.installation_id is None:
+            return self._record_dry_run(ctx, action)
+        workflow_id = self.reviews.start_review(ctx.installation_id, action)
+        self.store.record(
+            AuditEntry(
+                kind="action",
+                what=action.describe(),
+                why=action.reason,
+                delivery_id=ctx.delivery_id,
+                repository=action.repo,
+                detail={"action": action.kind, "workflow": workflow_id},
+            )
+        )
+        return "sent"
+
+    def _check_run_id(self, github: GitHubPort, ctx: Context, action: PublishCheck) -> int | None:
+        """The check run this key created earlier, if any (also after a crash in between)."""
+        if self.store.begin_effect(action.key):
+            return None
+        known = self.store.effect_result(action.key)
+        if known:
+            return int(known)
+        assert ctx.installation_id is not None
+        # an attempt created it and died before remembering its id: find it by external_id
+        response = github.send(
+            ctx.installation_id,
+            GitHubRequest(
+                "GET",
+                f"/repos/{action.repo}/commits/{action.head_sha}/check-runs",
+                params={"check_name": action.name, "filter": "all", "per_page": 100},
+            ),
+        )
+        data = response.data if isinstance(response.data, dict) else {}
+        for run in data.get("check_runs", []):
+            if isinstance(run, dict) and run.get("external_id") == action.key:
+                self.store.finish_effect(action.key, str(run["id"]))
+                return int(run["id"])
+        return None
 
     def _record_dry_run(self, ctx: Context, action: Action) -> Outcome:
         """In dry-run Nightshift's own state is not changed either: when dry-run is switched
@@ -136,11 +262,13 @@ class Executor:
         )
         return outcome
 
-    def _already_posted(self, github: GitHubPort, ctx: Context, action: Comment) -> bool:
-        """True when an earlier attempt of this step posted the comment (a crash in between).
+    def _already_posted(
+        self, github: GitHubPort, ctx: Context, action: Comment | SubmitReview | OpenIssue
+    ) -> bool:
+        """True when an earlier attempt posted it (a comment, a review, an issue).
 
         The first attempt claims the key and posts; only a re-run finds the key claimed and
-        looks for the hidden marker among the comments before posting again.
+        looks for the hidden marker before posting again.
         """
         if self.store.begin_effect(action.key):
             return False
@@ -148,21 +276,24 @@ class Executor:
             return True
         assert ctx.installation_id is not None
         wanted = marker(action.key)
+        if isinstance(action, OpenIssue):
+            path = f"/repos/{action.repo}/issues"
+            extra: dict[str, Any] = {"state": "all", "labels": ",".join(action.labels)}
+        elif isinstance(action, SubmitReview):
+            path, extra = f"/repos/{action.repo}/pulls/{action.number}/reviews", {}
+        else:
+            path, extra = f"/repos/{action.repo}/issues/{action.number}/comments", {}
         page = 1
         while True:
             response = github.send(
                 ctx.installation_id,
-                GitHubRequest(
-                    "GET",
-                    f"/repos/{action.repo}/issues/{action.number}/comments",
-                    params={"per_page": 100, "page": page},
-                ),
+                GitHubRequest("GET", path, params={"per_page": 100, "page": page, **extra}),
             )
-            comments = response.data if isinstance(response.data, list) else []
-            if any(wanted in str(c.get("body", "")) for c in comments if isinstance(c, dict)):
+            found = response.data if isinstance(response.data, list) else []
+            if any(wanted in str(c.get("body") or "") for c in found if isinstance(c, dict)):
                 self.store.finish_effect(action.key)
                 return True
-            if len(comments) < 100:
+            if len(found) < 100:
                 return False
             page += 1
 

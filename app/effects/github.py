@@ -24,7 +24,18 @@ from githubkit.retry import RetryChainDecision, RetryRateLimit, RetryServerError
 from githubkit.throttling import BaseThrottler
 from githubkit.typing import RetryDecisionFunc, RetryOption
 
-from app.core.actions import AddLabels, Comment, GitHubAction, RemoveLabel
+from app.core.actions import (
+    AddLabels,
+    Comment,
+    GitHubAction,
+    Merge,
+    OpenIssue,
+    PublishCheck,
+    RemoveLabel,
+    RerequestCheckSuite,
+    RerunFailedJobs,
+    SubmitReview,
+)
 
 WRITE_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
 
@@ -107,7 +118,63 @@ def request_for(action: GitHubAction) -> GitHubRequest:
             f"/repos/{repo}/issues/{action.number}/comments",
             {"body": f"{action.body}\n\n{marker(action.key)}"},
         )
+    if isinstance(action, PublishCheck):
+        # https://docs.github.com/en/rest/checks/runs#create-a-check-run
+        return GitHubRequest("POST", f"/repos/{repo}/check-runs", check_run_body(action, True))
+    if isinstance(action, SubmitReview):
+        # https://docs.github.com/en/rest/pulls/reviews#create-a-review-for-a-pull-request
+        return GitHubRequest(
+            "POST",
+            f"/repos/{repo}/pulls/{action.number}/reviews",
+            {
+                "commit_id": action.commit_id,
+                "event": action.event,
+                "body": f"{action.body}\n\n{marker(action.key)}",
+            },
+        )
+    if isinstance(action, Merge):
+        # `sha`: GitHub refuses (409) when the head is no longer the commit we reviewed
+        # https://docs.github.com/en/rest/pulls/pulls#merge-a-pull-request
+        body: dict[str, Any] = {"sha": action.sha, "merge_method": action.method}
+        if action.title:
+            body["commit_title"] = action.title
+        return GitHubRequest("PUT", f"/repos/{repo}/pulls/{action.number}/merge", body)
+    if isinstance(action, RerunFailedJobs):
+        return GitHubRequest(
+            "POST", f"/repos/{repo}/actions/runs/{action.run_id}/rerun-failed-jobs"
+        )
+    if isinstance(action, RerequestCheckSuite):
+        return GitHubRequest("POST", f"/repos/{repo}/check-suites/{action.suite_id}/rerequest")
+    if isinstance(action, OpenIssue):
+        return GitHubRequest(
+            "POST",
+            f"/repos/{repo}/issues",
+            {
+                "title": action.title,
+                "body": f"{action.body}\n\n{marker(action.key)}",
+                "labels": list(action.labels),
+            },
+        )
     raise TypeError(f"no request for {type(action).__name__}")
+
+
+def check_run_body(action: PublishCheck, create: bool) -> dict[str, Any]:
+    """A check run's fields; `external_id` (the key) finds it again after a crash."""
+    body: dict[str, Any] = {"status": action.status}
+    if create:
+        body |= {"name": action.name, "head_sha": action.head_sha, "external_id": action.key}
+    if action.conclusion is not None:
+        body["conclusion"] = action.conclusion
+    if action.output is not None:
+        body["output"] = dict(action.output)
+    return body
+
+
+def update_check_run(action: PublishCheck, check_run_id: int) -> GitHubRequest:
+    # https://docs.github.com/en/rest/checks/runs#update-a-check-run
+    return GitHubRequest(
+        "PATCH", f"/repos/{action.repo}/check-runs/{check_run_id}", check_run_body(action, False)
+    )
 
 
 # -- throttling -----------------------------------------------------------------------------

@@ -13,13 +13,17 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy.dialects import postgresql, sqlite
 
+from app.core.state import Pull
 from app.core.tasks import State as TaskState
 from app.core.tasks import Task, parse_previous
 from app.effects.tables import (
     audit,
+    ci_retries,
     deliveries,
     effects,
+    escalations,
     pauses,
+    pulls,
     redeliveries,
     repositories,
     tasks,
@@ -364,11 +368,21 @@ class Store:
         with self.engine.begin() as connection:
             return connection.execute(statement).first() is not None
 
-    def finish_effect(self, key: str) -> None:
+    def finish_effect(self, key: str, result: str | None = None) -> None:
         with self.engine.begin() as connection:
             connection.execute(
-                sa.update(effects).where(effects.c.key == key).values(finished_at=self.clock())
+                sa.update(effects)
+                .where(effects.c.key == key)
+                .values(finished_at=self.clock(), result=result)
             )
+
+    def effect_result(self, key: str) -> str | None:
+        """What a finished effect left to remember (the id of a check run it created)."""
+        with self.engine.connect() as connection:
+            value = connection.execute(
+                sa.select(effects.c.result).where(effects.c.key == key)
+            ).scalar_one_or_none()
+        return str(value) if value is not None else None
 
     def effect_finished(self, key: str) -> bool:
         with self.engine.connect() as connection:
@@ -528,13 +542,24 @@ class Store:
     def task(self, repo: str, number: int) -> Task | None:
         with self.engine.connect() as connection:
             row = connection.execute(
-                sa.select(tasks.c.state, tasks.c.previous_state)
+                sa.select(tasks.c.state, tasks.c.previous_state, tasks.c.agent)
                 .where(tasks.c.repo == repo)
                 .where(tasks.c.number == number)
             ).first()
         if row is None:
             return None
-        return Task(repo, number, TaskState(row.state), parse_previous(row.previous_state))
+        return Task(
+            repo, number, TaskState(row.state), parse_previous(row.previous_state), row.agent
+        )
+
+    def set_task_agent(self, repo: str, number: int, agent: str | None) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(
+                sa.update(tasks)
+                .where(tasks.c.repo == repo)
+                .where(tasks.c.number == number)
+                .values(agent=agent, updated_at=self.clock())
+            )
 
     def transition(
         self,
@@ -595,6 +620,136 @@ class Store:
             rows = connection.execute(query.order_by(tasks.c.repo, tasks.c.number)).all()
         return [(str(r), int(n), str(s), float(t)) for r, n, s, t in rows]
 
+    # pull requests under review --------------------------------------------------------------
+
+    def pull(self, repo: str, number: int) -> Pull | None:
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                sa.select(pulls).where(pulls.c.repo == repo).where(pulls.c.number == number)
+            ).first()
+        return _pull(row) if row is not None else None
+
+    def pull_by_head(self, repo: str, head_sha: str) -> Pull | None:
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                sa.select(pulls)
+                .where(pulls.c.repo == repo)
+                .where(pulls.c.head_sha == head_sha)
+                .order_by(pulls.c.updated_at.desc())
+            ).first()
+        return _pull(row) if row is not None else None
+
+    def pull_by_merge(self, repo: str, merged_sha: str) -> Pull | None:
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                sa.select(pulls).where(pulls.c.repo == repo).where(pulls.c.merged_sha == merged_sha)
+            ).first()
+        return _pull(row) if row is not None else None
+
+    def record_pull(
+        self, repo: str, number: int, task: int, head_sha: str, author: str, fork: bool
+    ) -> None:
+        """Track the pull request at this head; its rounds and approvals are kept."""
+        dialect = sqlite if self.is_sqlite else postgresql
+        now = self.clock()
+        values = {"task": task, "head_sha": head_sha, "author": author, "fork": fork}
+        statement = (
+            dialect.insert(pulls)
+            .values(repo=repo, number=number, created_at=now, updated_at=now, **values)
+            .on_conflict_do_update(
+                index_elements=["repo", "number"], set_={**values, "updated_at": now}
+            )
+        )
+        with self.engine.begin() as connection:
+            connection.execute(statement)
+
+    def allow_tests(self, repo: str, number: int, head_sha: str, by: str) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(
+                sa.update(pulls)
+                .where(pulls.c.repo == repo)
+                .where(pulls.c.number == number)
+                .values(ok_to_test_sha=head_sha, ok_to_test_by=by, updated_at=self.clock())
+            )
+
+    def count_fix_round(self, repo: str, number: int, head_sha: str) -> bool:
+        """One more round, unless this head's review already counted one (a re-run)."""
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                sa.update(pulls)
+                .where(pulls.c.repo == repo)
+                .where(pulls.c.number == number)
+                .where(sa.or_(pulls.c.fix_round_sha.is_(None), pulls.c.fix_round_sha != head_sha))
+                .values(
+                    fix_rounds=pulls.c.fix_rounds + 1,
+                    fix_round_sha=head_sha,
+                    updated_at=self.clock(),
+                )
+            )
+        return bool(result.rowcount)
+
+    def mark_merged(self, repo: str, number: int, merged_sha: str) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(
+                sa.update(pulls)
+                .where(pulls.c.repo == repo)
+                .where(pulls.c.number == number)
+                .values(merged_sha=merged_sha, updated_at=self.clock())
+            )
+
+    def count_ci_retry(self, repo: str, head_sha: str, run: str) -> bool:
+        """Count a re-run of `run` for the head; False when it was counted already."""
+        dialect = sqlite if self.is_sqlite else postgresql
+        statement = (
+            dialect.insert(ci_retries)
+            .values(repo=repo, head_sha=head_sha, run=run, at=self.clock())
+            .on_conflict_do_nothing(index_elements=["repo", "head_sha", "run"])
+            .returning(ci_retries.c.run)
+        )
+        with self.engine.begin() as connection:
+            return connection.execute(statement).first() is not None
+
+    def ci_retries(self, repo: str, head_sha: str) -> int:
+        with self.engine.connect() as connection:
+            value = connection.execute(
+                sa.select(sa.func.count())
+                .select_from(ci_retries)
+                .where(ci_retries.c.repo == repo)
+                .where(ci_retries.c.head_sha == head_sha)
+            ).scalar_one()
+        return int(value)
+
+    # escalations ----------------------------------------------------------------------------
+
+    def record_escalation(
+        self, key: str, repo: str, number: int | None, level: str, category: str, summary: str
+    ) -> bool:
+        """Record an escalation once per key; False when it was recorded already."""
+        dialect = sqlite if self.is_sqlite else postgresql
+        statement = (
+            dialect.insert(escalations)
+            .values(
+                key=key,
+                repo=repo,
+                number=number,
+                level=level,
+                category=category,
+                summary=summary,
+                created_at=self.clock(),
+            )
+            .on_conflict_do_nothing(index_elements=["key"])
+            .returning(escalations.c.key)
+        )
+        with self.engine.begin() as connection:
+            return connection.execute(statement).first() is not None
+
+    def escalations(self, repo: str | None = None) -> list[dict[str, Any]]:
+        query = sa.select(escalations).order_by(escalations.c.created_at)
+        if repo is not None:
+            query = query.where(escalations.c.repo == repo)
+        with self.engine.connect() as connection:
+            return [dict(row._mapping) for row in connection.execute(query)]
+
     # per-repository memory ----------------------------------------------------------------
 
     def reported_config_error(self, repository: str | None) -> str | None:
@@ -624,6 +779,20 @@ class Store:
 def _partition(repository: str | None, installation_id: int | None) -> str:
     """What serializes a delivery's processing: its repository, else its installation."""
     return repository or f"installation:{installation_id or '-'}"
+
+
+def _pull(row: Any) -> Pull:
+    return Pull(
+        repo=row.repo,
+        number=row.number,
+        task=row.task,
+        head_sha=row.head_sha,
+        author=row.author,
+        fork=bool(row.fork),
+        fix_rounds=row.fix_rounds,
+        ok_to_test_sha=row.ok_to_test_sha,
+        merged_sha=row.merged_sha,
+    )
 
 
 def _delivery_row(row: Any) -> DeliveryRow:

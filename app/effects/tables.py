@@ -46,6 +46,7 @@ effects = sa.Table(
     sa.Column("key", sa.String(300), primary_key=True),
     sa.Column("started_at", sa.Float, nullable=False),
     sa.Column("finished_at", sa.Float, nullable=True),
+    sa.Column("result", sa.Text, nullable=True),  # e.g. the id of the check run created
 )
 
 # Failed deliveries we asked GitHub to redeliver, so each is asked for once.
@@ -97,4 +98,53 @@ tasks = sa.Table(
     sa.Column("previous_state", sa.String(32), nullable=True),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("agent", sa.String(128), nullable=True),  # the agent's GitHub login
+)
+
+# The pull requests Nightshift reviews, each linked to a task.
+pulls = sa.Table(
+    "pulls",
+    metadata,
+    sa.Column("repo", sa.String(256), primary_key=True),
+    sa.Column("number", sa.Integer, primary_key=True),
+    sa.Column("task", sa.Integer, nullable=False),
+    sa.Column("head_sha", sa.String(64), nullable=False),
+    sa.Column("author", sa.String(128), nullable=False),
+    sa.Column("fork", sa.Boolean, nullable=False),
+    sa.Column("fix_rounds", sa.Integer, nullable=False, server_default="0"),
+    # the head whose review counted the latest round, so a re-run counts it once
+    sa.Column("fix_round_sha", sa.String(64), nullable=True),
+    # the head a user with write access allowed to run (/nightshift ok-to-test)
+    sa.Column("ok_to_test_sha", sa.String(64), nullable=True),
+    sa.Column("ok_to_test_by", sa.String(128), nullable=True),
+    sa.Column("merged_sha", sa.String(64), nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Index("ix_pulls_task", "repo", "task"),
+    sa.Index("ix_pulls_head", "repo", "head_sha"),
+)
+
+# CI re-runs per head commit: one row per run (and attempt) re-run.
+ci_retries = sa.Table(
+    "ci_retries",
+    metadata,
+    sa.Column("repo", sa.String(256), primary_key=True),
+    sa.Column("head_sha", sa.String(64), primary_key=True),
+    sa.Column("run", sa.String(128), primary_key=True),
+    sa.Column("at", sa.Float, nullable=False),
+)
+
+# Escalations: immediate ones have an issue; deferred ones wait for the report.
+escalations = sa.Table(
+    "escalations",
+    metadata,
+    sa.Column("key", sa.String(256), primary_key=True),
+    sa.Column("repo", sa.String(256), nullable=False),
+    sa.Column("number", sa.Integer, nullable=True),
+    sa.Column("level", sa.String(16), nullable=False),
+    sa.Column("category", sa.String(64), nullable=False),
+    sa.Column("summary", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("resolved_at", sa.Float, nullable=True),
+    sa.Index("ix_escalations_repo", "repo", "created_at"),
 )

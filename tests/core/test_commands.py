@@ -113,7 +113,7 @@ APPROVED = [
             "write",
             [
                 reply(
-                    commands.UNKNOWN.format(login="octocat", known="`approve`"),
+                    commands.UNKNOWN.format(login="octocat", known="`approve`, `ok-to-test`"),
                     "commands: unknown command",
                 )
             ],

@@ -7,10 +7,10 @@ rest of the comment is data, never instructions.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from app.core.actions import Action, Comment, RemoveLabel
+from app.core.actions import Action, AllowTests, Comment, RemoveLabel, StartReview
 from app.core.config import Config
 from app.core.envelope import Envelope, IssueView, UserView, view
 from app.core.router import Router
@@ -22,11 +22,15 @@ router = Router()
 
 PREFIX = "/nightshift"
 WRITE_PERMISSIONS = frozenset({"admin", "maintain", "write"})
-KNOWN = ("approve",)
+KNOWN = ("approve", "ok-to-test")
 
 REFUSED = "@{login} only people with write access to this repository can use `/nightshift`."
 APPROVED = "Approved by @{login}: queued for an agent."
 NOTHING_TO_APPROVE = "@{login} there is nothing waiting for approval on this issue."
+OK_TO_TEST = (
+    "@{login} allowed the tests of {sha} to run; a new push needs a new `/nightshift ok-to-test`."
+)
+NOTHING_TO_TEST = "@{login} this is not a pull request Nightshift is reviewing."
 UNKNOWN = "@{login} that is not a command Nightshift knows. Known commands: {known}."
 
 
@@ -84,6 +88,8 @@ def on_comment(env: Envelope, state: RepoState, config: Config) -> Sequence[Acti
     if command.name not in KNOWN:
         known = ", ".join(f"`{name}`" for name in KNOWN)
         return [reply(UNKNOWN.format(login=login, known=known), "commands: unknown command")]
+    if command.name == "ok-to-test":
+        return ok_to_test(repo, number, login, state, reply)
     step = move(state.task, Event.APPROVE)
     if step is None:
         return [reply(NOTHING_TO_APPROVE.format(login=login), "commands: nothing to approve")]
@@ -98,4 +104,29 @@ def on_comment(env: Envelope, state: RepoState, config: Config) -> Sequence[Acti
         ),
         queue(repo, number, f"commands: approved by @{login}"),
         reply(APPROVED.format(login=login), "commands: confirm the approval"),
+    ]
+
+
+def ok_to_test(
+    repo: str, number: int, login: str, state: RepoState, reply: Callable[[str, str], Comment]
+) -> list[Action]:
+    """Prow's ok-to-test: a user with write access lets the reviewed head's code run.
+
+    It holds for the head it was said on only: code pushed afterwards is unseen by them.
+    """
+    pull = state.pull
+    if pull is None or pull.number != number:
+        return [reply(NOTHING_TO_TEST.format(login=login), "commands: no reviewed pull request")]
+    why = f"commands: @{login} allowed {pull.head_sha[:7]} to run"
+    return [
+        AllowTests(repo=repo, number=number, head_sha=pull.head_sha, by=login, reason=why),
+        StartReview(
+            repo=repo,
+            number=number,
+            task=pull.task,
+            head_sha=pull.head_sha,
+            attempt="ok-to-test",
+            reason=why,
+        ),
+        reply(OK_TO_TEST.format(login=login, sha=pull.head_sha[:7]), why),
     ]
