@@ -7,12 +7,14 @@ merge key by key; a list or a value in the repository's file replaces the inheri
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+import pathspec
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 CONFIG_PATH = ".github/nightshift.yml"
 EXTENDS_KEY = "_extends"
@@ -49,6 +51,156 @@ class Project(_Model):
     number: int | None = Field(default=None, ge=1)
     status_field: str = "Status"
     columns: Columns = Field(default_factory=Columns)
+
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Nightshift's own settings (webhook secrets, the App's private key) never reach PR code.
+_OWN_ENV_PREFIX = "NIGHTSHIFT_"
+
+
+def _env_name(name: str) -> str:
+    if not _ENV_NAME.fullmatch(name):
+        raise ValueError(f"{name!r} is not an environment variable name")
+    if name.upper().startswith(_OWN_ENV_PREFIX):
+        raise ValueError(f"{name!r}: Nightshift's own settings are never passed to PR code")
+    return name
+
+
+def _glob(pattern: str) -> str:
+    try:
+        pathspec.PathSpec.from_lines("gitignore", [pattern])
+    except ValueError as exc:
+        raise ValueError(f"{pattern!r} is not a gitignore-style glob ({exc})") from None
+    return pattern
+
+
+def _relative_path(path: str | None) -> str | None:
+    if path is not None and (
+        not path.strip() or path.startswith("/") or ".." in path.replace("\\", "/").split("/")
+    ):
+        raise ValueError(f"{path!r} must be a path inside the repository, like `coverage.xml`")
+    return path
+
+
+EnvName = Annotated[str, AfterValidator(_env_name)]
+Glob = Annotated[str, AfterValidator(_glob)]
+
+DEFAULT_TEST_PATHS = (
+    # directories, at any depth (gitignore: a pattern without a slash matches anywhere);
+    # `test/` also covers Java's and Kotlin's `src/test/`
+    "tests/",
+    "test/",
+    "__tests__/",
+    "spec/",
+    # Python
+    "test_*.py",
+    "*_test.py",
+    "conftest.py",
+    # JavaScript and TypeScript
+    "*.test.*",
+    "*.spec.*",
+    # Go
+    "*_test.go",
+    # Java and Kotlin
+    "*Test.java",
+    "*Tests.java",
+    "*IT.java",
+    "*Test.kt",
+    "*Tests.kt",
+)
+# Rust's unit tests live inside the source file they test: a Rust change with only unit
+# tests reads as code without tests; list `src/**/*.rs` in test_paths or turn
+# require_tests off for such repositories.
+DEFAULT_CODE_PATHS = tuple(
+    f"*.{ext}"
+    for ext in (
+        "py", "pyx", "js", "jsx", "mjs", "cjs", "ts", "tsx", "go", "rs", "java", "kt", "kts",
+        "scala", "c", "h", "cc", "cpp", "hpp", "cs", "rb", "php", "swift", "m", "ex", "exs",
+        "erl", "hs", "ml", "lua", "dart", "sh", "sql", "vue", "svelte",
+    )
+)  # fmt: skip
+
+
+class Command(_Model):
+    """One command run in the sandbox on the pull request's worktree (gate 2)."""
+
+    name: str = Field(min_length=1, max_length=100, description="shown in the check run")
+    run: str = Field(min_length=1, description="run by `sh -c` in the worktree")
+    timeout_seconds: float = Field(default=600, gt=0, le=3600)
+    env: list[EnvName] = Field(
+        default_factory=list,
+        description="names of variables passed from Nightshift's environment into the "
+        "sandbox, which otherwise starts empty; never `NIGHTSHIFT_*`",
+    )
+
+
+class Coverage(_Model):
+    """A coverage report the commands write, and the percentage of lines it must reach."""
+
+    report: Annotated[str | None, AfterValidator(_relative_path)] = Field(
+        default=None,
+        description="path in the worktree of a Cobertura XML (`.xml`) or coverage.py JSON "
+        "(`.json`) report; none: coverage is not read",
+    )
+    minimum: float | None = Field(
+        default=None, ge=0, le=100, description="percent of lines covered; none: no minimum"
+    )
+
+
+class Judge(_Model):
+    """An optional command that reviews the diff against the task and answers in JSON."""
+
+    command: str = Field(min_length=1)
+    timeout_seconds: float = Field(default=300, gt=0, le=3600)
+
+
+class Review(_Model):
+    """How pull requests are reviewed (gate 1: spec compliance, gate 2: quality) and merged."""
+
+    scope: list[Glob] = Field(
+        default_factory=list,
+        description="gitignore-style globs a change must stay within, unless the issue has "
+        "its own `Scope` section; empty: no restriction",
+    )
+    max_changed_files: int = Field(default=50, ge=1)
+    max_changed_lines: int = Field(default=2000, ge=1, description="added plus deleted lines")
+    required_checks: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=list,
+        description="check runs or statuses that must succeed on the reviewed head commit",
+    )
+    commands: list[Command] = Field(
+        default_factory=list, description="run in the sandbox, in order (tests, linters)"
+    )
+    coverage: Coverage = Field(default_factory=Coverage)
+    require_tests: bool = Field(
+        default=True, description="a change to code (code_paths) must also change tests"
+    )
+    test_paths: list[Glob] = Field(
+        default_factory=lambda: list(DEFAULT_TEST_PATHS),
+        description="gitignore-style globs of test files (Python, JS/TS, Go, Rust, Java)",
+    )
+    code_paths: list[Glob] = Field(
+        default_factory=lambda: list(DEFAULT_CODE_PATHS),
+        description="what counts as code for require_tests: source files by extension; "
+        "docs, configuration and data need no tests",
+    )
+    judge: Judge | None = Field(default=None, description="none: no judge")
+    merge_method: Literal["merge", "squash", "rebase"] = "squash"
+    revert_on_red: bool = Field(
+        default=True, description="revert a merge when the base branch's checks then fail"
+    )
+    mergeable_poll_attempts: int = Field(
+        default=5, ge=1, description="looks at a PR whose mergeability GitHub is computing"
+    )
+
+    @field_validator("commands")
+    @classmethod
+    def _unique_names(cls, commands: list[Command]) -> list[Command]:
+        names = [command.name for command in commands]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"command names must be unique; repeated: {', '.join(repeated)}")
+        return commands
 
 
 class Config(_Model):
@@ -96,6 +248,7 @@ class Config(_Model):
     escalation: Literal["all", "security-only"] = "all"
     maintainers: list[str] = Field(default_factory=list, description="logins to mention")
     project: Project = Field(default_factory=Project)
+    review: Review = Field(default_factory=Review)
 
 
 DEFAULT_CONFIG = Config()
@@ -170,10 +323,20 @@ def validate(raw: Mapping[str, Any], file: str = CONFIG_PATH) -> Config:
     except ValidationError as exc:
         error = exc.errors()[0]
         key = ".".join(str(part) for part in error["loc"]) or "(top level)"
-        problem = "unknown setting" if error["type"] == "extra_forbidden" else error["msg"]
+        if error["type"] == "extra_forbidden":
+            problem = "unknown setting"
+        elif error["type"] == "value_error" and "error" in error.get("ctx", {}):
+            problem = str(error["ctx"]["error"])  # a validator's own words, without pydantic's
+        else:
+            problem = error["msg"]
         raise ConfigError(file, key, problem) from None
     if config.max_size is not None and config.max_size not in config.size_labels:
         raise ConfigError(file, "max_size", f"must be one of size_labels {config.size_labels}")
+    coverage = config.review.coverage
+    if coverage.minimum is not None and coverage.report is None:
+        raise ConfigError(
+            file, "review.coverage.report", "must name the report when a minimum is set"
+        )
     return config
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from markdown_it import MarkdownIt
@@ -16,6 +17,14 @@ class ChecklistItem:
     checked: bool
 
 
+@dataclass(frozen=True)
+class ListItem:
+    """A list item's first paragraph: its markdown source and its inline code spans."""
+
+    text: str
+    code: tuple[str, ...] = ()
+
+
 def checklist(text: str | None) -> list[ChecklistItem]:
     """The task-list items (`- [ ] ...`, `- [x] ...`) of a markdown text, in order."""
     items: list[ChecklistItem] = []
@@ -25,10 +34,93 @@ def checklist(text: str | None) -> list[ChecklistItem]:
             waiting = True
         elif token.type == "inline" and waiting:
             waiting = False
-            content = token.content
-            if content[:3].lower() in ("[ ]", "[x]") and (len(content) == 3 or content[3] == " "):
-                items.append(ChecklistItem(content[3:].strip(), content[1].lower() == "x"))
+            item = _checkbox(token.content)
+            if item is not None:
+                items.append(item)
     return items
+
+
+def _checkbox(content: str) -> ChecklistItem | None:
+    if content[:3].lower() in ("[ ]", "[x]") and (len(content) == 3 or content[3] == " "):
+        return ChecklistItem(content[3:].strip(), content[1].lower() == "x")
+    return None
+
+
+def title_key(title: str) -> str:
+    """A heading's title as headings are compared: lowercase, no trailing colon."""
+    return title.strip().lower().rstrip(":").strip()
+
+
+def section_items(text: str | None, heading: Callable[[str], bool]) -> list[ListItem] | None:
+    """The list items (nested ones too) of the first section whose heading matches.
+
+    `heading` gets each title through `title_key`. The section runs to the next heading of
+    the same or a higher level, so its subsections belong to it. None when no heading
+    matches; an empty list when the section has no list.
+    """
+    tokens = _PARSER.parse(text or "")
+    level: int | None = None  # the matched heading's level, once inside its section
+    items: list[ListItem] = []
+    waiting = False
+    for index, token in enumerate(tokens):
+        if token.type == "heading_open":
+            this = int(token.tag[1:])
+            if level is not None and this <= level:
+                break
+            title = tokens[index + 1].content if index + 1 < len(tokens) else ""
+            if level is None and heading(title_key(title)):
+                level = this
+        elif level is None:
+            continue
+        elif token.type == "list_item_open":
+            waiting = True
+        elif token.type == "inline" and waiting:
+            waiting = False
+            spans = tuple(
+                child.content.strip()
+                for child in token.children or ()
+                if child.type == "code_inline" and child.content.strip()
+            )
+            items.append(ListItem(token.content.strip(), spans))
+    return items if level is not None else None
+
+
+def acceptance_criteria(text: str | None) -> list[str]:
+    """The acceptance criteria of an issue, as markdown source, in order.
+
+    The checklist items of an "Acceptance criteria" (or "Definition of done") section, or
+    its plain list items when it has no checklist (so notes nested under a checklist item
+    are not criteria); when there is no such section, or it has no list, every checklist
+    item of the text.
+    """
+    items = section_items(text, lambda title: title.startswith(_CRITERIA_HEADINGS))
+    if items:
+        boxes = [box for box in map(_checkbox, (item.text for item in items)) if box]
+        found = [box.text for box in boxes] if boxes else [item.text for item in items]
+        return [criterion for criterion in found if criterion]
+    return [item.text for item in checklist(text) if item.text]
+
+
+def prose(text: str | None) -> list[str]:
+    """The plain text of each paragraph, heading and table cell, in order.
+
+    Code spans, code blocks and HTML (comments included) are left out, so what is quoted as
+    code is never read as prose; link texts stay in, their targets do not.
+    """
+    found: list[str] = []
+    for token in _PARSER.parse(text or ""):
+        if token.type != "inline":
+            continue
+        parts: list[str] = []
+        for child in token.children or ():
+            if child.type == "text":
+                parts.append(child.content)
+            elif child.type in ("softbreak", "hardbreak"):
+                parts.append("\n")
+            elif child.type in ("code_inline", "html_inline", "image"):
+                parts.append(" ")
+        found.append("".join(parts))
+    return found
 
 
 def section_titles(text: str | None) -> list[str]:

@@ -72,6 +72,93 @@ def test_a_full_file() -> None:
             "Input should be greater than or equal to 1",
             id="nested",
         ),
+        pytest.param(
+            "review:\n  colour: red\n", "review.colour", "unknown setting", id="review-typo"
+        ),
+        pytest.param(
+            "review:\n  max_changed_files: 0\n",
+            "review.max_changed_files",
+            "Input should be greater than or equal to 1",
+            id="review-max-files",
+        ),
+        pytest.param(
+            "review:\n  commands:\n    - {name: t, run: pytest, timeout_seconds: 3601}\n",
+            "review.commands.0.timeout_seconds",
+            "Input should be less than or equal to 3600",
+            id="command-timeout-too-long",
+        ),
+        pytest.param(
+            "review:\n  commands:\n    - {name: t, run: pytest, timeout_seconds: 0}\n",
+            "review.commands.0.timeout_seconds",
+            "Input should be greater than 0",
+            id="command-timeout-zero",
+        ),
+        pytest.param(
+            "review:\n  commands:\n    - {name: t}\n",
+            "review.commands.0.run",
+            "Field required",
+            id="command-without-run",
+        ),
+        pytest.param(
+            "review:\n  commands:\n    - {name: t, run: x, env: [HOME, NPM-TOKEN]}\n",
+            "review.commands.0.env.1",
+            "'NPM-TOKEN' is not an environment variable name",
+            id="env-name",
+        ),
+        pytest.param(
+            "review:\n  commands:\n    - {name: t, run: x, env: [nightshift_webhook_secrets]}\n",
+            "review.commands.0.env.0",
+            "'nightshift_webhook_secrets': Nightshift's own settings are never passed to PR code",
+            id="env-own-settings",
+        ),
+        pytest.param(
+            "review:\n  commands:\n    - {name: t, run: x}\n    - {name: t, run: y}\n",
+            "review.commands",
+            "command names must be unique; repeated: t",
+            id="command-names-repeated",
+        ),
+        pytest.param(
+            "review:\n  coverage: {report: coverage.xml, minimum: 101}\n",
+            "review.coverage.minimum",
+            "Input should be less than or equal to 100",
+            id="coverage-above-100",
+        ),
+        pytest.param(
+            "review:\n  coverage: {minimum: 80}\n",
+            "review.coverage.report",
+            "must name the report when a minimum is set",
+            id="coverage-minimum-without-report",
+        ),
+        pytest.param(
+            "review:\n  coverage: {report: ../../etc/passwd}\n",
+            "review.coverage.report",
+            "'../../etc/passwd' must be a path inside the repository",
+            id="coverage-report-outside",
+        ),
+        pytest.param(
+            "review:\n  scope: ['app/**', '!']\n",
+            "review.scope.1",
+            "'!' is not a gitignore-style glob",
+            id="scope-glob",
+        ),
+        pytest.param(
+            "review:\n  merge_method: fast-forward\n",
+            "review.merge_method",
+            "Input should be 'merge', 'squash' or 'rebase'",
+            id="merge-method",
+        ),
+        pytest.param(
+            "review:\n  judge: {timeout_seconds: 10}\n",
+            "review.judge.command",
+            "Field required",
+            id="judge-without-command",
+        ),
+        pytest.param(
+            "review:\n  mergeable_poll_attempts: 0\n",
+            "review.mergeable_poll_attempts",
+            "Input should be greater than or equal to 1",
+            id="mergeable-polls",
+        ),
     ],
 )
 def test_invalid_files_name_the_file_the_key_and_the_problem(
@@ -125,3 +212,49 @@ def test_repository_settings_override_inherited_ones() -> None:
     assert merged.limits.max_retry_attempts == 1
     assert merged.protected_paths == ["infra/**"]  # lists replace
     assert merged.maintainers == ["lead"]
+
+
+def test_review_defaults() -> None:
+    review = DEFAULT_CONFIG.review
+    assert review.scope == []
+    assert (review.max_changed_files, review.max_changed_lines) == (50, 2000)
+    assert review.required_checks == []
+    assert review.commands == []
+    assert (review.coverage.report, review.coverage.minimum) == (None, None)
+    assert review.require_tests is True
+    assert list(review.test_paths) == list(config.DEFAULT_TEST_PATHS)
+    assert "*_test.go" in review.test_paths
+    assert list(review.code_paths) == list(config.DEFAULT_CODE_PATHS)
+    assert review.judge is None
+    assert review.merge_method == "squash"
+    assert review.revert_on_red is True
+    assert review.mergeable_poll_attempts == 5
+
+
+def test_a_review_section() -> None:
+    review = config.parse(
+        "review:\n"
+        "  scope: ['app/**', tests/]\n"
+        "  required_checks: [ci / test]\n"
+        "  commands:\n"
+        "    - name: tests\n"
+        "      run: pytest --cov --cov-report=xml\n"
+        "      env: [PIP_INDEX_URL]\n"
+        "    - {name: lint, run: ruff check ., timeout_seconds: 60}\n"
+        "  coverage: {report: coverage.xml, minimum: 80}\n"
+        "  require_tests: false\n"
+        "  judge: {command: ./judge.sh}\n"
+        "  merge_method: rebase\n"
+    ).review
+    assert review.scope == ["app/**", "tests/"]
+    assert review.required_checks == ["ci / test"]
+    assert [(c.name, c.timeout_seconds, c.env) for c in review.commands] == [
+        ("tests", 600, ["PIP_INDEX_URL"]),
+        ("lint", 60, []),
+    ]
+    assert (review.coverage.report, review.coverage.minimum) == ("coverage.xml", 80)
+    assert review.require_tests is False
+    assert review.judge is not None
+    assert (review.judge.command, review.judge.timeout_seconds) == ("./judge.sh", 300)
+    assert review.merge_method == "rebase"
+    assert review.max_changed_files == 50  # the rest keeps its defaults

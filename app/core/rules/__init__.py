@@ -5,10 +5,10 @@ from __future__ import annotations
 from app.core.config import Config
 from app.core.envelope import Envelope
 from app.core.router import Decision, Router
-from app.core.rules import commands, configuration, intake
+from app.core.rules import commands, configuration, intake, review
 from app.core.state import RepoState
 
-ROUTER = Router.combine(intake.router, commands.router)
+ROUTER = Router.combine(intake.router, commands.router, review.router)
 
 
 def decide(env: Envelope, state: RepoState, config: Config) -> Decision:

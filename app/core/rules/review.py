@@ -1,0 +1,493 @@
+"""Pull requests of tasks: start their review, retry flaky CI, and allow a head to run.
+
+A pull request belongs to a task when its body closes the task's issue (`Closes #N`) or
+its branch follows the assignment's convention (app.core.linking). Only those are
+reviewed; every other pull request is none of Nightshift's business.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from app.core import gates
+from app.core.actions import (
+    Action,
+    AddLabels,
+    Comment,
+    CountCiRetry,
+    CountFixRound,
+    Merge,
+    OpenIssue,
+    PublishCheck,
+    RecordEscalation,
+    RecordPull,
+    RerequestCheckSuite,
+    RerunFailedJobs,
+    StartReview,
+    SubmitReview,
+)
+from app.core.config import Config
+from app.core.envelope import Envelope, PullView, view
+from app.core.gates import GateResult, MergeDecision, Verdict
+from app.core.linking import linked_issue
+from app.core.review_facts import CheckResult
+from app.core.router import Router
+from app.core.state import Pull, RepoState
+from app.core.tasks import Event, Task, as_action, move, path
+from app.core.tasks import State as TaskState
+
+router = Router()
+
+BLOCKED_LABEL = "nightshift:blocked"
+REVIEWABLE = frozenset(
+    {TaskState.ASSIGNED, TaskState.IN_PROGRESS, TaskState.IN_REVIEW, TaskState.CHANGES_REQUESTED}
+)
+FAILED_CONCLUSIONS = frozenset({"failure", "timed_out"})
+
+CI_BLOCKED = (
+    "CI still fails on {sha} after {retries} re-run(s): `{name}` ended `{conclusion}`{link}.\n\n"
+    "{mention}please fix the failure and push again; Nightshift will not re-run it further "
+    "for this commit."
+)
+
+
+def pull_of(env: Envelope) -> PullView | None:
+    """The pull request a `pull_request` delivery is about."""
+    if env.event != "pull_request":
+        return None
+    return view(PullView, env.payload, "pull_request")
+
+
+def task_number(env: Envelope) -> int | None:
+    """The task (issue number) a pull-request delivery links to, for the effects layer to
+    load before deciding."""
+    pull = pull_of(env)
+    if pull is None or env.repository is None:
+        return None
+    return linked_issue(env.repository, pull.body, pull.head.ref)
+
+
+def head_sha_of(env: Envelope) -> str | None:
+    """The commit a CI delivery (`check_suite`, `workflow_run`) is about."""
+    for key in ("check_suite", "workflow_run"):
+        obj = env.payload.get(key)
+        if env.event == key and isinstance(obj, dict) and isinstance(obj.get("head_sha"), str):
+            return str(obj["head_sha"])
+    return None
+
+
+@router.on("pull_request", "opened")
+@router.on("pull_request", "reopened")
+@router.on("pull_request", "synchronize")
+@router.on("pull_request", "ready_for_review")
+def on_pull_request(env: Envelope, state: RepoState, config: Config) -> Sequence[Action]:
+    pull = pull_of(env)
+    task = state.task
+    if pull is None or env.repository is None or task is None:
+        return []
+    if pull.draft or pull.state != "open" or task.number != task_number(env):
+        return []  # a draft is reviewed when it is marked ready
+    if task.state not in REVIEWABLE:
+        return []
+    repo = env.repository
+    author = pull.user.login if pull.user is not None else ""
+    why = f"review: #{pull.number} ({env.action}) works on #{task.number}"
+    actions: list[Action] = []
+    event = {
+        TaskState.ASSIGNED: Event.OPEN_PR,
+        TaskState.IN_PROGRESS: Event.OPEN_PR,
+        TaskState.CHANGES_REQUESTED: Event.PUSH_FIX,
+    }.get(task.state)
+    if event is not None:
+        step = move(task, event)
+        if step is not None:
+            actions.append(as_action(repo, task.number, step, event, why))
+    actions += [
+        RecordPull(
+            repo=repo,
+            number=pull.number,
+            task=task.number,
+            head_sha=pull.head.sha,
+            author=author,
+            fork=pull.is_fork(repo),
+            reason=why,
+        ),
+        StartReview(
+            repo=repo,
+            number=pull.number,
+            task=task.number,
+            head_sha=pull.head.sha,
+            reason=why,
+        ),
+    ]
+    return actions
+
+
+def _ci_run(env: Envelope) -> tuple[str, dict[str, Any]] | None:
+    obj = env.payload.get(env.event)
+    return (env.event, obj) if isinstance(obj, dict) else None
+
+
+@router.on("workflow_run", "completed")
+@router.on("check_suite", "completed")
+def on_ci_completed(env: Envelope, state: RepoState, config: Config) -> Sequence[Action]:
+    """A red CI run on a reviewed head: re-run it, up to `max_retry_attempts` per commit."""
+    found = _ci_run(env)
+    pull = state.pull
+    if found is None or pull is None or env.repository is None:
+        return []
+    kind, run = found
+    if run.get("conclusion") not in FAILED_CONCLUSIONS or run.get("head_sha") != pull.head_sha:
+        return []
+    if kind == "check_suite" and _is_actions(run):
+        return []  # GitHub Actions suites arrive as workflow_run too: handled there
+    task = state.task
+    if task is not None and task.state not in REVIEWABLE:
+        return []
+    repo = env.repository
+    limit = config.limits.max_retry_attempts
+    name = str(run.get("name") or (run.get("app") or {}).get("name") or kind)
+    if state.ci_retries < limit:
+        key = f"{run.get('id')}/{run.get('run_attempt', 1)}"
+        why = f"ci: {name} failed on {pull.head_sha[:7]}: re-run {state.ci_retries + 1} of {limit}"
+        rerun: Action = (
+            RerunFailedJobs(repo=repo, run_id=int(run["id"]), head_sha=pull.head_sha, reason=why)
+            if kind == "workflow_run"
+            else RerequestCheckSuite(
+                repo=repo, suite_id=int(run["id"]), head_sha=pull.head_sha, reason=why
+            )
+        )
+        return [CountCiRetry(repo=repo, head_sha=pull.head_sha, run=key, reason=why), rerun]
+    return blocked_by_ci(repo, pull, state, name, str(run.get("conclusion")), run)
+
+
+def blocked_by_ci(
+    repo: str, pull: Pull, state: RepoState, name: str, conclusion: str, run: dict[str, Any]
+) -> list[Action]:
+    why = f"ci: re-runs exhausted for {pull.head_sha[:7]}"
+    url = run.get("html_url")
+    agent = state.task.agent if state.task is not None else None
+    body = CI_BLOCKED.format(
+        sha=pull.head_sha[:7],
+        retries=state.ci_retries,
+        name=name[:100],
+        conclusion=conclusion,
+        link=f" ({url})" if isinstance(url, str) and url.startswith("https://") else "",
+        mention=f"@{agent} " if agent else "",
+    )
+    actions: list[Action] = []
+    task = state.task
+    if task is not None:
+        step = move(task, Event.BLOCK)
+        if step is not None:
+            actions.append(as_action(repo, task.number, step, Event.BLOCK, why))
+    actions += [
+        AddLabels(repo=repo, number=pull.number, labels=(BLOCKED_LABEL,), reason=why),
+        Comment(
+            repo=repo,
+            number=pull.number,
+            body=body,
+            key=f"ci-blocked:{repo}#{pull.number}@{pull.head_sha}",
+            reason=why,
+        ),
+        RecordEscalation(
+            repo=repo,
+            number=pull.task,
+            level="deferred",
+            category="ci",
+            summary=f"#{pull.number}: CI `{name[:100]}` still fails after {state.ci_retries} "
+            "re-run(s)",
+            key=f"ci:{repo}#{pull.number}@{pull.head_sha}",
+            reason=why,
+        ),
+    ]
+    return actions
+
+
+def _is_actions(suite: dict[str, Any]) -> bool:
+    app = suite.get("app")
+    return isinstance(app, dict) and app.get("slug") == "github-actions"
+
+
+# -- the review workflow's decisions --------------------------------------------------------
+
+CHECK_PREFIX = "Nightshift / "
+SPEC_CHECK = CHECK_PREFIX + "spec"
+QUALITY_CHECK = CHECK_PREFIX + "quality"
+CHECK_NAMES = {"spec": SPEC_CHECK, "quality": QUALITY_CHECK}
+IN_PROGRESS_OUTPUT = {
+    "spec": {"title": "Checking the change against the task", "summary": "Gate 1 is running."},
+    "quality": {
+        "title": "Waiting for checks and running the commands",
+        "summary": "Gate 2 runs after gate 1.",
+    },
+}
+APPROVED = "Both gates passed on {sha}: merging."
+MERGED = "Merged #{pull} ({sha}) after both gates passed: this task is done."
+CONFLICT = (
+    "{mention}#{pull} conflicts with `{base}`. Nightshift never resolves conflicts itself: "
+    "please rebase onto `{base}` and push; the review starts again on the new head."
+)
+GAVE_UP = (
+    "{mention}#{pull} could not be merged: {reason}. A maintainer may merge it by hand, "
+    "or push again to start a new review."
+)
+WAITING_COMMENT = (
+    "#{pull} comes from {who}: its code does not run until someone with write access "
+    "comments `/nightshift ok-to-test` (gate 1 ran; gate 2 waits)."
+)
+URGENT_LABEL = "nightshift:urgent"
+SECURITY_TITLE = "Security: {what} in #{pull}"
+SECURITY_BODY = (
+    "**Risk:** {what} at {where} in #{pull} (task #{task}).\n"
+    "**Action required:** review #{pull} before anything else; Nightshift will not merge it.\n"
+    "**Blocks work:** task #{task} until this is resolved.\n\n{mentions}"
+)
+
+
+class PullFacts(BaseModel):
+    """What the review workflow knows about the pull request it reviews."""
+
+    model_config = ConfigDict(frozen=True)
+
+    number: int
+    task: int
+    head_sha: str
+    head_ref: str
+    base_ref: str
+    author: str
+    fork: bool
+    agent: str | None = None
+    ok_to_test_sha: str | None = None
+
+
+def may_run_code(pull: PullFacts) -> bool:
+    """PR code runs when the task's own agent pushed it to this repository, or when a user
+    with write access said `/nightshift ok-to-test` for this very head (Prow's rule)."""
+    if pull.ok_to_test_sha == pull.head_sha:
+        return True
+    own = pull.agent is not None and pull.author.lower() == pull.agent.lower()
+    return own and not pull.fork
+
+
+def _check_key(repo: str, head: str, gate: str) -> str:
+    return f"check:{repo}@{head}:{gate}"
+
+
+def review_started(repo: str, head: str) -> list[Action]:
+    return [
+        PublishCheck(
+            repo=repo,
+            head_sha=head,
+            name=CHECK_NAMES[gate],
+            key=_check_key(repo, head, gate),
+            status="in_progress",
+            output=IN_PROGRESS_OUTPUT[gate],
+            reason=f"review: {gate} gate started",
+        )
+        for gate in ("spec", "quality")
+    ]
+
+
+def publish(repo: str, head: str, result: GateResult) -> PublishCheck:
+    return PublishCheck(
+        repo=repo,
+        head_sha=head,
+        name=CHECK_NAMES[result.gate],
+        key=_check_key(repo, head, result.gate),
+        status="completed",
+        conclusion=gates.conclusion(result),
+        output=gates.check_run_output(result),
+        reason=f"review: {result.gate} gate: {result.outcome}",
+    )
+
+
+def checks_pending(config: Config, head: str, checks: Sequence[CheckResult]) -> bool:
+    """A required check has not completed on the head yet: worth looking again later."""
+    done = {c.name for c in checks if c.head_sha == head and c.status == "completed"}
+    return any(name not in done for name in config.review.required_checks)
+
+
+def escalate(repo: str, pull: PullFacts, verdict: Verdict, config: Config) -> list[Action]:
+    """The gates' security findings: an urgent issue for each cause, once."""
+    actions: list[Action] = []
+    for escalation in verdict.escalations:
+        what = gates.plain(escalation.what, 100)
+        where = gates.code(escalation.where)
+        key = f"security:{repo}#{pull.number}:{escalation.kind}:{escalation.where}"
+        why = f"review: security escalation ({escalation.kind}) in #{pull.number}"
+        mentions = " ".join(f"@{login}" for login in config.maintainers)
+        actions.append(
+            RecordEscalation(
+                repo=repo,
+                number=pull.task,
+                level="immediate",
+                category="security",
+                summary=f"{what} at {where} in #{pull.number}",
+                key=key,
+                reason=why,
+            )
+        )
+        if config.escalation in ("all", "security-only"):  # security is always immediate
+            actions.append(
+                OpenIssue(
+                    repo=repo,
+                    title=SECURITY_TITLE.format(what=what, pull=pull.number),
+                    body=SECURITY_BODY.format(
+                        what=what,
+                        where=where,
+                        pull=pull.number,
+                        task=pull.task,
+                        mentions=mentions,
+                    ).strip(),
+                    labels=(URGENT_LABEL,),
+                    key=key,
+                    reason=why,
+                )
+            )
+    return actions
+
+
+def _task_move(repo: str, task: Task | None, event: Event, why: str) -> list[Action]:
+    if task is None:
+        return []
+    step = move(task, event)
+    return [as_action(repo, task.number, step, event, why)] if step is not None else []
+
+
+def conclude(
+    repo: str,
+    pull: PullFacts,
+    verdict: Verdict,
+    spec: GateResult,
+    quality: GateResult,
+    config: Config,
+    task: Task | None = None,
+) -> list[Action]:
+    """Fix instructions, a block, or a wait for ok-to-test, as actions."""
+    why = f"review: {verdict.reason}"
+    mention = f"@{pull.agent} " if pull.agent else ""
+    if verdict.kind == "wait":
+        who = "a fork" if pull.fork else f"@{pull.author}, not the task's agent"
+        return [
+            Comment(
+                repo=repo,
+                number=pull.number,
+                body=WAITING_COMMENT.format(pull=pull.number, who=who),
+                key=f"ok-to-test-wanted:{repo}#{pull.number}@{pull.head_sha}",
+                reason=why,
+            )
+        ]
+    limit = config.limits.max_fix_rounds
+    round_ = verdict.round or limit
+    body = mention + gates.fix_instructions(pull.task, [spec, quality], round_, limit)
+    review = SubmitReview(
+        repo=repo,
+        number=pull.number,
+        commit_id=pull.head_sha,
+        event="REQUEST_CHANGES",
+        body=body,
+        key=f"review:{repo}#{pull.number}@{pull.head_sha}:changes",
+        reason=why,
+    )
+    if verdict.kind == "fix":
+        return [
+            *_task_move(repo, task, Event.REQUEST_CHANGES, why),
+            CountFixRound(repo=repo, number=pull.number, head_sha=pull.head_sha, reason=why),
+            review,
+        ]
+    # blocked: the rounds are used up; a person decides (a deferred escalation)
+    return [
+        *_task_move(repo, task, Event.BLOCK, why),
+        review,
+        AddLabels(repo=repo, number=pull.number, labels=(BLOCKED_LABEL,), reason=why),
+        RecordEscalation(
+            repo=repo,
+            number=pull.task,
+            level="deferred",
+            category="fix-rounds",
+            summary=f"#{pull.number}: {verdict.reason}",
+            key=f"fix-rounds:{repo}#{pull.number}",
+            reason=why,
+        ),
+    ]
+
+
+def approve(repo: str, pull: PullFacts) -> list[Action]:
+    return [
+        SubmitReview(
+            repo=repo,
+            number=pull.number,
+            commit_id=pull.head_sha,
+            event="APPROVE",
+            body=APPROVED.format(sha=pull.head_sha[:7]),
+            key=f"review:{repo}#{pull.number}@{pull.head_sha}:approve",
+            reason="review: both gates passed",
+        )
+    ]
+
+
+def merge(repo: str, pull: PullFacts, config: Config) -> Merge:
+    return Merge(
+        repo=repo,
+        number=pull.number,
+        sha=pull.head_sha,
+        method=config.review.merge_method,
+        reason="review: both gates passed and GitHub says it can merge",
+    )
+
+
+def merged(repo: str, pull: PullFacts, task: Task | None = None) -> list[Action]:
+    why = f"review: #{pull.number} merged"
+    actions: list[Action] = []
+    if task is not None:
+        step = path(task, Event.MERGE, Event.FINISH)
+        if step is not None:
+            actions.append(as_action(repo, task.number, step, Event.FINISH, why))
+    actions.append(
+        Comment(
+            repo=repo,
+            number=pull.task,
+            body=MERGED.format(pull=pull.number, sha=pull.head_sha[:7]),
+            key=f"merged:{repo}#{pull.number}",
+            reason=why,
+        )
+    )
+    return actions
+
+
+def cannot_merge(
+    repo: str, pull: PullFacts, decision: MergeDecision, config: Config, task: Task | None = None
+) -> list[Action]:
+    """A conflict (never resolved by Nightshift) or GitHub not letting it merge: blocked."""
+    why = f"review: {decision.reason}"
+    mention = f"@{pull.agent} " if pull.agent else ""
+    if decision.kind == "conflict":
+        text = CONFLICT.format(mention=mention, pull=pull.number, base=pull.base_ref)
+        category = "conflict"
+    else:
+        text = GAVE_UP.format(mention=mention, pull=pull.number, reason=decision.reason)
+        category = "merge"
+    return [
+        *_task_move(repo, task, Event.BLOCK, why),
+        AddLabels(repo=repo, number=pull.number, labels=(BLOCKED_LABEL,), reason=why),
+        Comment(
+            repo=repo,
+            number=pull.number,
+            body=text,
+            key=f"{category}:{repo}#{pull.number}@{pull.head_sha}",
+            reason=why,
+        ),
+        RecordEscalation(
+            repo=repo,
+            number=pull.task,
+            level="deferred",
+            category=category,
+            summary=f"#{pull.number}: {decision.reason}",
+            key=f"{category}:{repo}#{pull.number}@{pull.head_sha}",
+            reason=why,
+        ),
+    ]
