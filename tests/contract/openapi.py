@@ -15,14 +15,38 @@ from typing import Any
 from urllib.parse import unquote
 
 import orjson
+from jsonschema import _keywords
 from jsonschema.exceptions import ValidationError, best_match
-from openapi_schema_validator import (
-    OAS30ReadValidator,
-    OAS30Validator,
-    OAS30WriteValidator,
-    oas30_format_checker,
-)
+from jsonschema.protocols import Validator
+from jsonschema.validators import extend
+from openapi_schema_validator import OAS30ReadValidator as _OAS30Read
+from openapi_schema_validator import OAS30Validator as _OAS30
+from openapi_schema_validator import OAS30WriteValidator as _OAS30Write
+from openapi_schema_validator import oas30_format_checker
 from referencing import Registry, Resource, Specification
+
+
+def _nullable_enum(
+    validator: Validator, enums: Any, instance: Any, schema: Mapping[str, Any]
+) -> Iterable[ValidationError]:
+    """OpenAPI 3.0's `nullable: true` admits null even when an `enum` lists no null (GitHub
+    describes a check run's `conclusion` that way and sends null until it completes);
+    openapi-schema-validator 0.9 checks the enum regardless."""
+    if instance is None and schema.get("nullable") is True:
+        return
+    errors: Iterable[ValidationError] | None = _keywords.enum(  # type: ignore[func-returns-value]
+        validator, enums, instance, schema
+    )
+    yield from errors or ()
+
+
+def _extend(base: Any) -> Any:
+    return extend(base, {"enum": _nullable_enum})  # type: ignore[no-untyped-call]
+
+
+OAS30Validator = _extend(_OAS30)
+OAS30ReadValidator = _extend(_OAS30Read)
+OAS30WriteValidator = _extend(_OAS30Write)
 
 _URI = "urn:github-openapi"
 _METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")

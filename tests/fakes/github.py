@@ -3,7 +3,18 @@
 Use it in-process as an httpx transport (`fake.transport()`), behind respx
 (`respx_mock.route(...).mock(side_effect=fake.handle)`), or over real HTTP for a server
 started as a subprocess (`with serve(fake) as url`). Effects read like Prow's fakegithub:
-`"octo/repo#1:+nightshift:queued"`, `"octo/repo#1:comment:<first line>"`.
+
+    "octo/repo#1:+nightshift:queued"            label added ("-" when removed)
+    "octo/repo#1:comment:<first line>"          comment posted
+    "octo/repo#12:opened:<title>"               issue opened
+    "octo/repo#3:review:APPROVE"                review submitted (the event as sent)
+    "octo/repo#3:merged@1a2b3c4:squash"         pull request merged (its head, the method)
+    "octo/repo@1a2b3c4:check:nightshift:success" check run created or updated
+    "octo/repo:rerun-failed-jobs:42"            "octo/repo:rerequest-check-suite:7"
+    "redeliver:<guid>"                          "graphql:<operation>"
+
+Tests set up the state GitHub would have (`issue`, `pull`, `push`, `add_check`,
+`add_status`, `files`, `permissions`) and program failures with `fail`.
 
 Every request it handles, and its answer, goes to its `contract` hook: in the tests, the
 checks against GitHub's published API descriptions (tests/contract). Its answers carry the
@@ -14,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -34,6 +46,8 @@ import jwt
 import uvicorn
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+
+from tests.fakes.shapes import example
 
 Handler = Callable[["FakeGitHub", httpx.Request, re.Match[str]], httpx.Response]
 Contract = Callable[[httpx.Request, httpx.Response], None]
@@ -69,6 +83,41 @@ class Recorded:
 class FakeIssue:
     labels: list[str] = field(default_factory=list)
     comments: list[dict[str, Any]] = field(default_factory=list)
+    title: str = ""
+    body: str = ""
+    state: str = "open"  # or "closed"
+    user: str = "octocat"
+
+
+@dataclass
+class FakePull:
+    """A pull request; its labels and comments live on its issue (`fake.issue`), as on GitHub.
+
+    `mergeable` answers successive GETs: each takes the first answer off the queue unless it
+    is the last, which then stays (GitHub computes mergeability lazily: `[None, True]` reads
+    "not known yet", then "mergeable"). The merge endpoint looks at the current first answer.
+    `reviews` are stored reviews: `user` (a login), `state`, `body`, `commit_id`, `id`."""
+
+    number: int
+    title: str = ""
+    body: str = ""
+    head_ref: str = ""
+    head_sha: str = ""
+    base_ref: str = "main"
+    base_sha: str = ""
+    author: str = "octocat"
+    fork: bool = False  # the head is in `fork-owner/<name>`
+    draft: bool = False
+    state: str = "open"  # or "closed"
+    merged: bool = False
+    merge_commit_sha: str | None = None
+    mergeable: list[bool | None] = field(default_factory=lambda: [True])
+    reviews: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.head_ref = self.head_ref or f"topic-{self.number}"
+        self.head_sha = self.head_sha or _digest("head", self.number)
+        self.base_sha = self.base_sha or _digest("base", self.number)
 
 
 @dataclass
@@ -105,6 +154,12 @@ class FakeGitHub:
         self.effects: list[str] = []
         self.requests: list[Recorded] = []
         self.issues: dict[tuple[str, int], FakeIssue] = {}
+        self.pulls: dict[tuple[str, int], FakePull] = {}
+        # id -> {repo, head_sha, name, status, conclusion, output, external_id} (+ app slug,
+        # details_url); the check runs of every app, Nightshift's own and CI's
+        self.check_runs: dict[int, dict[str, Any]] = {}
+        # (repo, sha) -> [(context, state)], oldest first: commit statuses
+        self.statuses: dict[tuple[str, str], list[tuple[str, str]]] = {}
         self.hook_deliveries: list[dict[str, Any]] = []
         self.files: dict[tuple[str, str], str] = {}  # (repo, path) on the default branch
         # (repo, login) -> admin | maintain | write | triage | read; others are no collaborator
@@ -118,6 +173,58 @@ class FakeGitHub:
 
     def issue(self, repo: str, number: int) -> FakeIssue:
         return self.issues.setdefault((repo, number), FakeIssue())
+
+    def pull(self, repo: str, number: int, **fields: Any) -> FakePull:
+        """The pull request `number`, created with `fields` (the rest default) or updated."""
+        known = {f.name for f in dataclasses.fields(FakePull)} - {"number"}
+        if unknown := fields.keys() - known:
+            raise TypeError(f"FakePull has no field {', '.join(sorted(unknown))}")
+        with self._lock:
+            found = self.pulls.get((repo, number))
+            if found is None:
+                fields.setdefault("head_sha", _digest(repo, number, "head"))
+                fields.setdefault("base_sha", _digest(repo, "base"))
+                found = self.pulls[(repo, number)] = FakePull(number, **fields)
+            else:
+                for name, value in fields.items():
+                    setattr(found, name, value)
+            return found
+
+    def push(self, repo: str, number: int, new_sha: str) -> None:
+        """Someone pushed to the pull request's branch: its head moves to `new_sha`."""
+        with self._lock:
+            self.pulls[(repo, number)].head_sha = new_sha
+
+    def add_check(
+        self,
+        repo: str,
+        sha: str,
+        name: str,
+        status: str = "completed",
+        conclusion: str | None = "success",
+        *,
+        app: str = "github-actions",
+    ) -> int:
+        """A check run another app (CI) reports on `sha`; its id. No conclusion unless
+        `status` is completed."""
+        with self._lock:
+            run_id = next(self._ids)
+            self.check_runs[run_id] = {
+                "repo": repo,
+                "head_sha": sha,
+                "name": name,
+                "status": status,
+                "conclusion": conclusion if status == "completed" else None,
+                "output": None,
+                "external_id": "",
+                "app": app,
+            }
+            return run_id
+
+    def add_status(self, repo: str, sha: str, context: str, state: str = "success") -> None:
+        """A commit status (error, failure, pending, success); the newest per context counts."""
+        with self._lock:
+            self.statuses.setdefault((repo, sha), []).append((context, state))
 
     def fail(
         self,
@@ -366,6 +473,432 @@ class FakeGitHub:
         self.effects.append(f"redeliver:{original['guid']}")
         return _json(202, {})
 
+    # issues ------------------------------------------------------------------------------------
+
+    def _issue_answer(self, repo: str, number: int) -> dict[str, Any] | None:
+        """Issue `number` as GitHub answers it; a pull request is an issue too (`pull_request`)."""
+        issue = self.issues.get((repo, number))
+        pull = self.pulls.get((repo, number))
+        if issue is None and pull is None:
+            return None
+        issue = issue or FakeIssue()
+        if pull is None:
+            title, body, state, login = issue.title, issue.body, issue.state, issue.user
+        else:
+            title, body, state, login = pull.title, pull.body, pull.state, pull.author
+        url = f"{API}/repos/{repo}/issues/{number}"
+        answer = example("issue") | {
+            "id": _id(repo, "issue", number),
+            "node_id": _node_id("I", repo, number),
+            "url": url,
+            "repository_url": f"{API}/repos/{repo}",
+            "labels_url": f"{url}/labels{{/name}}",
+            "comments_url": f"{url}/comments",
+            "events_url": f"{url}/events",
+            "html_url": f"https://github.com/{repo}/{'pull' if pull else 'issues'}/{number}",
+            "number": number,
+            "state": state,
+            "state_reason": "completed",
+            "title": title,
+            "body": body or None,
+            "user": _user(login),
+            "labels": [_label(repo, name) for name in issue.labels],
+            "assignee": None,
+            "assignees": [],
+            "milestone": None,
+            "locked": False,
+            "active_lock_reason": None,
+            "comments": len(issue.comments),
+            "created_at": CREATED,
+            "updated_at": CREATED,
+            "closed_at": CREATED if state == "closed" else None,
+            "closed_by": None,
+            "author_association": self._association(repo, login),
+        }
+        if state == "open":
+            # GitHub sends null; the description's enum (nullable, without null) refuses it
+            del answer["state_reason"]
+        if pull is None:
+            del answer["pull_request"]
+        else:
+            answer["pull_request"] = {
+                "url": f"{API}/repos/{repo}/pulls/{number}",
+                "html_url": f"https://github.com/{repo}/pull/{number}",
+                "diff_url": f"https://github.com/{repo}/pull/{number}.diff",
+                "patch_url": f"https://github.com/{repo}/pull/{number}.patch",
+                "merged_at": CREATED if pull.merged else None,
+            }
+        return answer
+
+    def _get_issue(self, request: httpx.Request, match: re.Match[str]) -> httpx.Response:
+        answer = self._issue_answer(match["repo"], int(match["n"]))
+        return _not_found() if answer is None else _json(200, answer)
+
+    def _create_issue(self, request: httpx.Request, match: re.Match[str]) -> httpx.Response:
+        repo = match["repo"]
+        body = json.loads(request.content)
+        taken = [n for r, n in itertools.chain(self.issues, self.pulls) if r == repo]
+        number = max(taken, default=0) + 1
+        labels: list[str] = []
+        for label in body.get("labels") or []:
+            name = label if isinstance(label, str) else label.get("name", "")
+            if name and name not in labels:
+                labels.append(name)
+        self.issues[(repo, number)] = FakeIssue(
+            labels=labels,
+            title=str(body["title"]),
+            body=body.get("body") or "",
+            user="nightshift[bot]",
+        )
+        self.effects.append(f"{repo}#{number}:opened:{body['title']}")
+        return _json(201, self._issue_answer(repo, number))
+
+    def _list_issues(self, request: httpx.Request, match: re.Match[str]) -> httpx.Response:
+        """Newest first; pull requests are listed too, as GitHub does."""
+        repo, params = match["repo"], request.url.params
+        state = params.get("state", "open")
+        wanted = {n.strip().casefold() for n in params.get("labels", "").split(",") if n.strip()}
+        numbers = sorted({n for r, n in itertools.chain(self.issues, self.pulls) if r == repo})
+        found = []
+        for number in reversed(numbers):
+            answer = self._issue_answer(repo, number)
+            assert answer is not None
+            names = {label["name"].casefold() for label in answer["labels"]}
+            if state in ("all", answer["state"]) and wanted <= names:
+                found.append(answer)
+        return _json(200, _page(request, found))
+
+    # pull requests ---------------------------------------------------------------------------
+
+    def _get_pull(self, request: httpx.Request, match: re.Match[str]) -> httpx.Response:
+        repo, number = match["repo"], int(match["n"])
+        pull = self.pulls.get((repo, number))
+        if pull is None:
+            return _not_found()
+        queue = pull.mergeable
+        mergeable = queue.pop(0) if len(queue) > 1 else (queue[0] if queue else None)
+        issue = self.issues.get((repo, number)) or FakeIssue()
+        api, html = f"{API}/repos/{repo}", f"https://github.com/{repo}"
+        pr = f"{api}/pulls/{number}"
+        shape = example("pull-request")
+        head_repo = f"fork-owner/{repo.partition('/')[2]}" if pull.fork else repo
+        links = {
+            "self": pr,
+            "html": f"{html}/pull/{number}",
+            "issue": f"{api}/issues/{number}",
+            "comments": f"{api}/issues/{number}/comments",
+            "review_comments": f"{pr}/comments",
+            "review_comment": f"{api}/pulls/comments{{/number}}",
+            "commits": f"{pr}/commits",
+            "statuses": f"{api}/statuses/{pull.head_sha}",
+        }
+        answer = shape | {
+            "url": pr,
+            "id": _id(repo, "pull", number),
+            "node_id": _node_id("PR", repo, number),
+            "html_url": links["html"],
+            "diff_url": f"{html}/pull/{number}.diff",
+            "patch_url": f"{html}/pull/{number}.patch",
+            "issue_url": links["issue"],
+            "commits_url": links["commits"],
+            "review_comments_url": links["review_comments"],
+            "review_comment_url": links["review_comment"],
+            "comments_url": links["comments"],
+            "statuses_url": links["statuses"],
+            "_links": {name: {"href": href} for name, href in links.items()},
+            "number": number,
+            "state": pull.state,
+            "locked": False,
+            "active_lock_reason": None,
+            "title": pull.title,
+            "user": _user(pull.author),
+            "body": pull.body or None,
+            "labels": [_label(repo, name) for name in issue.labels],
+            "milestone": None,
+            "created_at": CREATED,
+            "updated_at": CREATED,
+            "closed_at": CREATED if pull.state == "closed" else None,
+            "merged_at": CREATED if pull.merged else None,
+            "merge_commit_sha": pull.merge_commit_sha,
+            "assignee": None,
+            "assignees": [],
+            "requested_reviewers": [],
+            "requested_teams": [],
+            "head": {
+                "label": f"{head_repo.partition('/')[0]}:{pull.head_ref}",
+                "ref": pull.head_ref,
+                "sha": pull.head_sha,
+                "user": _user(head_repo.partition("/")[0]),
+                "repo": _repository(shape["head"]["repo"], head_repo, fork=pull.fork),
+            },
+            "base": {
+                "label": f"{repo.partition('/')[0]}:{pull.base_ref}",
+                "ref": pull.base_ref,
+                "sha": pull.base_sha,
+                "user": _user(repo.partition("/")[0]),
+                "repo": _repository(shape["base"]["repo"], repo),
+            },
+            "author_association": self._association(repo, pull.author),
+            "auto_merge": None,
+            "draft": pull.draft,
+            "merged": pull.merged,
+            "mergeable": mergeable,
+            "rebaseable": mergeable,
+            "mergeable_state": {True: "clean", False: "dirty", None: "unknown"}[mergeable],
+            "merged_by": _user("nightshift[bot]") if pull.merged else None,
+            "comments": len(issue.comments),
+            "review_comments": 0,
+            "maintainer_can_modify": False,
+        }
+        return _json(200, answer)
+
+    def _merge(self, request: httpx.Request, match: re.Match[str]) -> httpx.Response:
+        """Refused like GitHub: 409 when `sha` is not the head, 405 when not mergeable."""
+        repo, number = match["repo"], int(match["n"])
+        pull = self.pulls.get((repo, number))
+        if pull is None:
+            return _not_found()
+        body = json.loads(request.content) if request.content else {}
+        sha, method = body.get("sha"), body.get("merge_method", "merge")
+        if pull.merged or pull.state != "open":
+            return _error(405, MERGE_NOT_MERGEABLE)
+        if sha is not None and sha != pull.head_sha:
+            return _error(409, MERGE_HEAD_MODIFIED)
+        if pull.draft:
+            return _error(405, MERGE_DRAFT)
+        if pull.mergeable and pull.mergeable[0] is False:
+            return _error(405, MERGE_NOT_MERGEABLE)
+        pull.merged, pull.state = True, "closed"
+        pull.merge_commit_sha = _digest(repo, number, pull.head_sha, method, "merged")
+        self.effects.append(f"{repo}#{number}:merged@{pull.head_sha[:7]}:{method}")
+        answer = example("pull-request-merge-result-response-if-merge-was-successful")
+        answer |= {"sha": pull.merge_commit_sha, "merged": True, "message": MERGED}
+        return _json(200, answer)
+
+    def _create_review(self, request: httpx.Request, match: re.Match[str]) -> httpx.Response:
+        repo, number = match["repo"], int(match["n"])
+        pull = self.pulls.get((repo, number))
+        if pull is None:
+            return _not_found()
+        body = json.loads(request.content) if request.content else {}
+        event = body.get("event")
+        review = {
+            "id": next(self._ids),
+            "user": "nightshift[bot]",
+            "body": body.get("body") or "",
+            "state": REVIEW_STATES.get(event or "", "PENDING"),
+            "commit_id": body.get("commit_id") or pull.head_sha,
+            "submitted_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+        pull.reviews.append(review)
+        self.effects.append(f"{repo}#{number}:review:{event or 'PENDING'}")
+        return _json(200, self._review(repo, pull, review))
+
+    def _list_reviews(self, request: httpx.Request, match: re.Match[str]) -> httpx.Response:
+        repo, number = match["repo"], int(match["n"])
+        pull = self.pulls.get((repo, number))
+        if pull is None:
+            return _not_found()
+        reviews = [self._review(repo, pull, review) for review in pull.reviews]
+        return _json(200, _page(request, reviews))
+
+    def _review(self, repo: str, pull: FakePull, stored: dict[str, Any]) -> dict[str, Any]:
+        """A stored review (any of `id`, `user` (a login), `state`, `body`, `commit_id`)."""
+        review_id = stored.get("id") or _id(repo, pull.number, "review", stored.get("body"))
+        user = stored.get("user", "octocat")
+        login = str(user["login"] if isinstance(user, dict) else user)
+        html = f"https://github.com/{repo}/pull/{pull.number}#pullrequestreview-{review_id}"
+        pr = f"{API}/repos/{repo}/pulls/{pull.number}"
+        state = stored.get("state", "COMMENTED")
+        return example("pull-request-review") | {
+            "id": review_id,
+            "node_id": _node_id("PRR", review_id),
+            "user": _user(login),
+            "body": stored.get("body", ""),
+            "state": state,
+            "html_url": html,
+            "pull_request_url": pr,
+            "_links": {"html": {"href": html}, "pull_request": {"href": pr}},
+            "submitted_at": None if state == "PENDING" else stored.get("submitted_at", CREATED),
+            "commit_id": stored.get("commit_id") or pull.head_sha,
+            "author_association": self._association(repo, login),
+        }
+
+    # checks and statuses ---------------------------------------------------------------------
+
+    def _create_check_run(self, request: httpx.Request, match: re.Match[str]) -> httpx.Response:
+        body = json.loads(request.content)
+        run_id = next(self._ids)
+        run = self.check_runs[run_id] = {
+            "repo": match["repo"],
+            "head_sha": body["head_sha"],
+            "name": body["name"],
+            "status": "queued",
+            "conclusion": None,
+            "output": None,
+            "external_id": "",
+            "app": "nightshift",
+        }
+        self._update_check_run(run_id, run, body)
+        return _json(201, self._check_run(run_id, run))
+
+    def _patch_check_run(self, request: httpx.Request, match: re.Match[str]) -> httpx.Response:
+        run_id = int(match["id"])
+        run = self.check_runs.get(run_id)
+        if run is None or run["repo"] != match["repo"]:
+            return _not_found()
+        self._update_check_run(run_id, run, json.loads(request.content or b"{}"))
+        return _json(200, self._check_run(run_id, run))
+
+    def _update_check_run(self, run_id: int, run: dict[str, Any], body: dict[str, Any]) -> None:
+        for key in ("name", "status", "conclusion", "output", "external_id", "details_url"):
+            if key in body:
+                run[key] = body[key]
+        if body.get("conclusion") is not None:  # GitHub: a conclusion completes the run
+            run["status"] = "completed"
+        outcome = run["conclusion"] or run["status"]
+        self.effects.append(f"{run['repo']}@{run['head_sha'][:7]}:check:{run['name']}:{outcome}")
+
+    def _list_check_runs(self, request: httpx.Request, match: re.Match[str]) -> httpx.Response:
+        """The runs on one commit (newest first); `filter=latest` (the default) keeps the
+        newest run of each name."""
+        repo, sha, params = match["repo"], unquote(match["ref"]), request.url.params
+        runs = sorted(
+            (
+                (i, r)
+                for i, r in self.check_runs.items()
+                if (r["repo"], r["head_sha"]) == (repo, sha)
+            ),
+            reverse=True,
+        )
+        if "check_name" in params:
+            runs = [(i, r) for i, r in runs if r["name"] == params["check_name"]]
+        if "status" in params:
+            runs = [(i, r) for i, r in runs if r["status"] == params["status"]]
+        if params.get("filter", "latest") == "latest":
+            newest: dict[str, tuple[int, dict[str, Any]]] = {}
+            for run_id, run in runs:
+                newest.setdefault(run["name"], (run_id, run))
+            runs = [entry for entry in runs if newest[entry[1]["name"]][0] == entry[0]]
+        answer = example("check-run-paginated") | {
+            "total_count": len(runs),
+            "check_runs": _page(request, [self._check_run(i, r) for i, r in runs]),
+        }
+        return _json(200, answer)
+
+    def _check_run(self, run_id: int, run: dict[str, Any]) -> dict[str, Any]:
+        repo, sha = run["repo"], run["head_sha"]
+        url = f"{API}/repos/{repo}/check-runs/{run_id}"
+        html = f"https://github.com/{repo}/runs/{run_id}"
+        output = run.get("output") or {}
+        slug = run.get("app") or "github-actions"
+        shape = example("check-run")
+        app = shape["app"] | {
+            "id": self.app_id if slug == "nightshift" else _id("app", slug),
+            "slug": slug,
+            "node_id": _node_id("A", slug),
+            "name": slug,
+            "html_url": f"https://github.com/apps/{slug}",
+        }
+        name = repo.partition("/")[2]
+        pulls = [
+            {
+                "id": _id(repo, "pull", pull.number),
+                "number": pull.number,
+                "url": f"{API}/repos/{repo}/pulls/{pull.number}",
+                "head": {
+                    "ref": pull.head_ref,
+                    "sha": pull.head_sha,
+                    "repo": {"id": _id(repo), "url": f"{API}/repos/{repo}", "name": name},
+                },
+                "base": {
+                    "ref": pull.base_ref,
+                    "sha": pull.base_sha,
+                    "repo": {"id": _id(repo), "url": f"{API}/repos/{repo}", "name": name},
+                },
+            }
+            for (r, _), pull in sorted(self.pulls.items())
+            if r == repo and pull.head_sha == sha and not pull.fork and pull.state == "open"
+        ]
+        return shape | {
+            "id": run_id,
+            "node_id": _node_id("CR", run_id),
+            "head_sha": sha,
+            "external_id": run.get("external_id") or "",
+            "url": url,
+            "html_url": html,
+            "details_url": run.get("details_url") or html,
+            "name": run["name"],
+            "status": run["status"],
+            "conclusion": run.get("conclusion"),
+            "started_at": CREATED,
+            "completed_at": CREATED if run["status"] == "completed" else None,
+            "output": {
+                "title": output.get("title"),
+                "summary": output.get("summary"),
+                "text": output.get("text"),
+                "annotations_count": len(output.get("annotations") or []),
+                "annotations_url": f"{url}/annotations",
+            },
+            "check_suite": {"id": _id(repo, sha, slug)},
+            "app": app,
+            "pull_requests": pulls,
+        }
+
+    def _combined_status(self, request: httpx.Request, match: re.Match[str]) -> httpx.Response:
+        """failure if any context failed or errored, pending if any is pending (or there
+        are none), else success; the newest status of each context counts."""
+        repo, sha = match["repo"], unquote(match["ref"])
+        latest = dict(self.statuses.get((repo, sha), []))
+        states = set(latest.values())
+        combined = (
+            "failure"
+            if states & {"failure", "error"}
+            else "pending"
+            if "pending" in states or not states
+            else "success"
+        )
+        shape = example("combined-commit-status")
+        template = shape["statuses"][0]
+        statuses = [
+            template
+            | {
+                "url": f"{API}/repos/{repo}/statuses/{sha}",
+                "id": _id(repo, sha, context),
+                "node_id": _node_id("SC", repo, sha, context),
+                "state": state,
+                "description": None,
+                "target_url": None,
+                "context": context,
+                "created_at": CREATED,
+                "updated_at": CREATED,
+            }
+            for context, state in latest.items()
+        ]
+        answer = shape | {
+            "state": combined,
+            "statuses": statuses,
+            "sha": sha,
+            "total_count": len(statuses),
+            "repository": _repository(shape["repository"], repo),
+            "commit_url": f"{API}/repos/{repo}/commits/{sha}",
+            "url": f"{API}/repos/{repo}/commits/{sha}/status",
+        }
+        return _json(200, answer)
+
+    def _rerun_failed_jobs(self, request: httpx.Request, match: re.Match[str]) -> httpx.Response:
+        self.effects.append(f"{match['repo']}:rerun-failed-jobs:{match['id']}")
+        return _json(201, {})
+
+    def _rerequest_suite(self, request: httpx.Request, match: re.Match[str]) -> httpx.Response:
+        self.effects.append(f"{match['repo']}:rerequest-check-suite:{match['id']}")
+        return _json(201, {})
+
+    def _association(self, repo: str, login: str) -> str:
+        if login == repo.partition("/")[0]:
+            return "OWNER"
+        return "COLLABORATOR" if (repo, login) in self.permissions else "NONE"
+
 
 def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> httpx.Response:
     return httpx.Response(status, json=body, headers=headers)
@@ -373,6 +906,30 @@ def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> http
 
 def _error(status: int, message: str) -> httpx.Response:
     return _json(status, {"message": message, "documentation_url": DOCS})
+
+
+def _not_found() -> httpx.Response:
+    return _error(404, "Not Found")
+
+
+def _page(request: httpx.Request, items: list[Any]) -> list[Any]:
+    """The `page` of `per_page` items (GitHub's defaults: 1 and 30)."""
+    per_page = int(request.url.params.get("per_page", 30))
+    page = int(request.url.params.get("page", 1))
+    return items[(page - 1) * per_page : page * per_page]
+
+
+# GitHub's messages (https://docs.github.com/rest/pulls/pulls#merge-a-pull-request)
+MERGED = "Pull Request successfully merged"
+MERGE_HEAD_MODIFIED = "Head branch was modified. Review and try the merge again."
+MERGE_NOT_MERGEABLE = "Pull Request is not mergeable"
+MERGE_DRAFT = "Pull Request is still a draft"
+REVIEW_STATES = {
+    "APPROVE": "APPROVED",
+    "REQUEST_CHANGES": "CHANGES_REQUESTED",
+    "COMMENT": "COMMENTED",
+}
+CREATED = "2026-01-01T00:00:00Z"  # when what the fake stores was created, unless it says
 
 
 # GitHub's shapes (https://docs.github.com/rest): what the fake stores, dressed as GitHub
@@ -428,6 +985,33 @@ def _user(login: str) -> dict[str, Any]:
     }
 
 
+def _repository(template: dict[str, Any], full_name: str, *, fork: bool = False) -> dict[str, Any]:
+    """A repository shaped like `template` (an example's), with its URLs pointing at
+    `full_name`."""
+    owner, _, name = full_name.partition("/")
+    old = template["full_name"]
+
+    def rename(value: Any) -> Any:
+        if isinstance(value, str):
+            return value.replace(old, full_name)
+        if isinstance(value, dict):
+            return {k: rename(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [rename(v) for v in value]
+        return value
+
+    renamed: dict[str, Any] = rename(template)
+    return renamed | {
+        "id": _id(full_name),
+        "node_id": _node_id("R", full_name),
+        "name": name,
+        "full_name": full_name,
+        "owner": _user(owner),
+        "private": False,
+        "fork": fork,
+    }
+
+
 def _comment(repo: str, number: int, stored: dict[str, Any]) -> dict[str, Any]:
     """A stored comment (`id`, `body`, optionally `user.login`) as GitHub answers it."""
     at = stored.get("created_at", "2026-01-01T00:00:00Z")
@@ -451,6 +1035,9 @@ _ROUTES: list[tuple[str, str, Handler, str]] = [
     ("POST", r"/app/installations/(?P<id>\d+)/access_tokens", FakeGitHub._access_token, "app"),
     ("GET", r"/app/hook/deliveries", FakeGitHub._list_hook_deliveries, "app"),
     ("POST", r"/app/hook/deliveries/(?P<id>\d+)/attempts", FakeGitHub._redeliver, "app"),
+    ("GET", _REPO + r"/issues", FakeGitHub._list_issues, "installation"),
+    ("POST", _REPO + r"/issues", FakeGitHub._create_issue, "installation"),
+    ("GET", _REPO + r"/issues/(?P<n>\d+)", FakeGitHub._get_issue, "installation"),
     ("POST", _REPO + r"/issues/(?P<n>\d+)/labels", FakeGitHub._add_labels, "installation"),
     (
         "DELETE",
@@ -465,6 +1052,31 @@ _ROUTES: list[tuple[str, str, Handler, str]] = [
         "GET",
         _REPO + r"/collaborators/(?P<login>[^/]+)/permission",
         FakeGitHub._permission,
+        "installation",
+    ),
+    ("GET", _REPO + r"/pulls/(?P<n>\d+)", FakeGitHub._get_pull, "installation"),
+    ("PUT", _REPO + r"/pulls/(?P<n>\d+)/merge", FakeGitHub._merge, "installation"),
+    ("POST", _REPO + r"/pulls/(?P<n>\d+)/reviews", FakeGitHub._create_review, "installation"),
+    ("GET", _REPO + r"/pulls/(?P<n>\d+)/reviews", FakeGitHub._list_reviews, "installation"),
+    ("POST", _REPO + r"/check-runs", FakeGitHub._create_check_run, "installation"),
+    ("PATCH", _REPO + r"/check-runs/(?P<id>\d+)", FakeGitHub._patch_check_run, "installation"),
+    (
+        "GET",
+        _REPO + r"/commits/(?P<ref>[^/]+)/check-runs",
+        FakeGitHub._list_check_runs,
+        "installation",
+    ),
+    ("GET", _REPO + r"/commits/(?P<ref>[^/]+)/status", FakeGitHub._combined_status, "installation"),
+    (
+        "POST",
+        _REPO + r"/actions/runs/(?P<id>\d+)/rerun-failed-jobs",
+        FakeGitHub._rerun_failed_jobs,
+        "installation",
+    ),
+    (
+        "POST",
+        _REPO + r"/check-suites/(?P<id>\d+)/rerequest",
+        FakeGitHub._rerequest_suite,
         "installation",
     ),
     ("POST", r"(?:/api)?/graphql", FakeGitHub._graphql, "installation"),  # GHES: /api/graphql
