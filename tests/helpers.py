@@ -104,3 +104,76 @@ def app_client(fake: FakeGitHub, *, server_error_retries: int = 3) -> GitHubApp:
         server_error_retries=server_error_retries,
         transport=fake.transport(),
     )
+
+
+def pull_request_event(
+    action: str,
+    *,
+    number: int,
+    head_sha: str,
+    body: str,
+    head_ref: str = "feature",
+    author: str = "agent-bot",
+    fork: bool = False,
+    draft: bool = False,
+    repo: str = "octo/repo",
+    installation: int = 77,
+) -> dict[str, Any]:
+    """A real `pull_request` payload with the pull request a test needs."""
+    data = payload("pull_request.opened")
+    pull = data["pull_request"]
+    source = f"fork-owner/{repo.split('/')[1]}" if fork else repo
+    user = {**pull["user"], "login": author}
+    data["action"] = action
+    data["number"] = number
+    data["pull_request"] = {
+        **pull,
+        "number": number,
+        "body": body,
+        "draft": draft,
+        "state": "open",
+        "user": user,
+        "head": {
+            **pull["head"],
+            "ref": head_ref,
+            "sha": head_sha,
+            "repo": {**pull["head"]["repo"], "full_name": source},
+        },
+        "base": {
+            **pull["base"],
+            "ref": "main",
+            "repo": {**pull["base"]["repo"], "full_name": repo},
+        },
+    }
+    data["repository"] = {**data["repository"], "full_name": repo}
+    data["installation"] = {**data["installation"], "id": installation}
+    data["sender"] = user
+    return data
+
+
+def workflow_run_event(
+    *,
+    run_id: int,
+    head_sha: str,
+    conclusion: str = "failure",
+    name: str = "CI",
+    attempt: int = 1,
+    repo: str = "octo/repo",
+    installation: int = 77,
+) -> dict[str, Any]:
+    """A `workflow_run.completed` payload with the fields the CI rule reads."""
+    return {
+        "action": "completed",
+        "workflow_run": {
+            "id": run_id,
+            "name": name,
+            "head_sha": head_sha,
+            "status": "completed",
+            "conclusion": conclusion,
+            "run_attempt": attempt,
+            "html_url": f"https://github.com/{repo}/actions/runs/{run_id}",
+        },
+        "repository": {"full_name": repo, "name": repo.split("/")[1]},
+        "installation": {"id": installation},
+        "sender": {"login": "github-actions[bot]", "type": "Bot"},
+    }

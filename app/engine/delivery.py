@@ -17,8 +17,8 @@ from dbos._error import DBOSMaxStepRetriesExceeded
 from app.core.actions import ACTION_ADAPTER, ACTIONS_ADAPTER
 from app.core.config import DEFAULT_CONFIG
 from app.core.envelope import Envelope, EnvelopeError
-from app.core.rules import commands, decide
-from app.core.state import RepoState
+from app.core.rules import commands, decide, review
+from app.core.state import Pull, RepoState
 from app.core.tasks import Task
 from app.effects import facts
 from app.effects.executor import Context, Executor
@@ -117,11 +117,14 @@ class DeliveryEngine(DBOSConfiguredInstance):
             else LoadedConfig(DEFAULT_CONFIG)
         )
         asker = commands.needs_permission(env)
+        task, pull, ci_retries = self._subject_of(env)
         state = RepoState(
             paused=self.store.is_paused(env.repository),
             config_error=str(repo_config.error) if repo_config.error is not None else None,
             reported_config_error=self.store.reported_config_error(env.repository),
-            task=self._task_of(env),
+            task=task,
+            pull=pull,
+            ci_retries=ci_retries,
             sender_permission=(
                 facts.permission(self.executor.github, env.installation_id, env.repository, asker)
                 if asker is not None and env.repository is not None
@@ -182,11 +185,34 @@ class DeliveryEngine(DBOSConfiguredInstance):
             "error": "; ".join(f"{f.rule}: {f.error}" for f in decision.failures) or None,
         }
 
-    def _task_of(self, env: Envelope) -> Task | None:
+    def _subject_of(self, env: Envelope) -> tuple[Task | None, Pull | None, int]:
+        """The task, the reviewed pull request and the head's CI re-runs a delivery is about.
+
+        An issue event: its task. A pull-request event: the task it links to. A comment on
+        a pull request: that pull request and its task. A CI result: the pull request whose
+        head it ran on.
+        """
+        repo = env.repository
+        if repo is None:
+            return None, None, 0
+        if env.event == "pull_request":
+            linked = review.task_number(env)
+            pr = review.pull_of(env)
+            pull = self.store.pull(repo, pr.number) if pr is not None else None
+            return (self.store.task(repo, linked) if linked else None), pull, 0
+        sha = review.head_sha_of(env)
+        if sha is not None:
+            pull = self.store.pull_by_head(repo, sha)
+            if pull is None:
+                return None, None, 0
+            return self.store.task(repo, pull.task), pull, self.store.ci_retries(repo, sha)
         number = env.issue_number
-        if env.repository is None or number is None:
-            return None
-        return self.store.task(env.repository, number)
+        if number is None:
+            return None, None, 0
+        pull = self.store.pull(repo, number)
+        if pull is not None:
+            return self.store.task(repo, pull.task), pull, 0
+        return self.store.task(repo, number), None, 0
 
     # A transient failure (GitHub 5xx or unreachable, a database hiccup) raises and the step
     # runs again; a comment re-run finds the one an earlier attempt posted by its marker.

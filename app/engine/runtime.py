@@ -26,11 +26,14 @@ from pathlib import Path
 from dbos import DBOS, SetEnqueueOptions, SetWorkflowID
 
 from app.effects.executor import Executor
+from app.effects.git import Mirrors
 from app.effects.github import GitHubApp, GitHubPort
 from app.effects.repo_config import ConfigSource
+from app.effects.sandbox import Sandbox
 from app.effects.store import NewDelivery, Store
 from app.engine.delivery import DELIVERY_QUEUE, ENGINE_VERSION, delivery_engine
 from app.engine.reconciler import reconcile
+from app.engine.review import MERGEABLE_POLL_SECONDS, REVIEW_QUEUE, ReviewTools, review_engine
 from app.metrics import Metrics
 from app.settings import Settings
 
@@ -74,6 +77,21 @@ def _use_wal(url: str) -> None:
         connection.close()
 
 
+def clone_url_for(api_url: str) -> Callable[[str], str]:
+    """Where a repository is cloned from: github.com, or the Enterprise Server of the API URL
+    (`https://HOST/api/v3` -> `https://HOST/owner/name.git`)."""
+    base = api_url.rstrip("/")
+    if base == "https://api.github.com":
+        host = "https://github.com"
+    else:
+        host = base.removesuffix("/api/v3")
+
+    def url(repo: str) -> str:
+        return f"{host}/{repo}.git"
+
+    return url
+
+
 def default_executor_id(settings: Settings) -> str:
     if settings.executor_id:
         return settings.executor_id
@@ -89,6 +107,7 @@ class Runtime:
         *,
         github: GitHubPort | None = None,
         clock: Callable[[], float] = time.time,
+        clone_url: Callable[[str], str] | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock
@@ -106,6 +125,24 @@ class Runtime:
         self.executor = Executor(self.store, github, dry_run=settings.dry_run)
         self.configs = ConfigSource(github)
         self.engine = delivery_engine().bind(self.store, self.executor, self.metrics, self.configs)
+        self.mirrors = Mirrors(
+            settings.cache_dir, clone_url=clone_url or clone_url_for(settings.github_api_url)
+        )
+        self.reviews = review_engine().bind(
+            self.store,
+            self.executor,
+            github,
+            self.configs,
+            ReviewTools(
+                mirrors=self.mirrors,
+                sandbox=Sandbox(read_only_paths=settings.sandbox_readonly_paths),
+                poll_seconds=settings.ci_poll_seconds,
+                mergeable_poll_seconds=min(MERGEABLE_POLL_SECONDS, settings.ci_poll_seconds),
+            ),
+            system_database_url=engine_database_url(settings.database_url),
+            version=ENGINE_VERSION,
+        )
+        self.executor.reviews = self.reviews
         self.executor_id = default_executor_id(settings)
         self.workers = False
         self._stop = threading.Event()
@@ -146,6 +183,16 @@ class Runtime:
             partition_concurrency=1,
             polling_interval_sec=0.1,
         )
+        # reviews check out and run code: few at once, one per repository (partition)
+        DBOS.register_queue(
+            REVIEW_QUEUE,
+            worker_concurrency=self.settings.review_concurrency,
+            partition_concurrency=1,
+            polling_interval_sec=0.5,
+        )
+        removed = self.mirrors.cleanup()
+        if removed:
+            log.warning("removed %d review worktree(s) left by an earlier crash", removed)
         self.store.touch_worker(self.executor_id)
         pump = threading.Thread(target=self._pump_loop, name="nightshift-pump", daemon=True)
         pump.start()
@@ -178,6 +225,7 @@ class Runtime:
         self._wake.set()
         for thread in self._threads:
             thread.join(timeout=5)
+        self.reviews.close()
         if self.workers:
             DBOS.destroy(workflow_completion_timeout_sec=5)
         self.store.dispose()

@@ -7,6 +7,7 @@ reviewed; every other pull request is none of Nightshift's business.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -151,7 +152,11 @@ def on_ci_completed(env: Envelope, state: RepoState, config: Config) -> Sequence
     limit = config.limits.max_retry_attempts
     name = str(run.get("name") or (run.get("app") or {}).get("name") or kind)
     if state.ci_retries < limit:
-        key = f"{run.get('id')}/{run.get('run_attempt', 1)}"
+        # the key tells a re-run's result (counted again) from a redelivery (counted once):
+        # a re-run workflow run gets a new `run_attempt`, but a re-requested check suite
+        # keeps its id and has no attempt, only a new `updated_at`
+        attempt = run.get("run_attempt", 1) if kind == "workflow_run" else run.get("updated_at")
+        key = f"{run.get('id')}/{attempt or 1}"
         why = f"ci: {name} failed on {pull.head_sha[:7]}: re-run {state.ci_retries + 1} of {limit}"
         rerun: Action = (
             RerunFailedJobs(repo=repo, run_id=int(run["id"]), head_sha=pull.head_sha, reason=why)
@@ -317,7 +322,10 @@ def escalate(repo: str, pull: PullFacts, verdict: Verdict, config: Config) -> li
     for escalation in verdict.escalations:
         what = gates.plain(escalation.what, 100)
         where = gates.code(escalation.where)
-        key = f"security:{repo}#{pull.number}:{escalation.kind}:{escalation.where}"
+        # `where` is a path of up to 200 characters: its digest keeps the key within the
+        # store's 256-character keys
+        place = hashlib.sha256(escalation.where.encode()).hexdigest()[:16]
+        key = f"security:{repo}#{pull.number}:{escalation.kind}:{place}"
         why = f"review: security escalation ({escalation.kind}) in #{pull.number}"
         mentions = " ".join(f"@{login}" for login in config.maintainers)
         actions.append(

@@ -1,0 +1,480 @@
+"""The review of a pull request's head: one durable workflow per head (and attempt).
+
+Gather the facts (the PR, its issue, the configuration), publish both check runs as in
+progress, run gate 1 (never runs PR code) and gate 2 (required checks, then the configured
+commands in the sandbox), publish the results, and carry out the verdict: merge the exact
+head reviewed, or send fix instructions, or block. The decisions are the core's
+(app.core.gates, app.core.rules.review); this module only gathers and carries out.
+
+Runs on the review queue: a concurrency limit per worker, one review per repository at a
+time. A newer head cancels the review of the older one, and every look at the PR before
+acting checks that the head is still the one reviewed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from dbos import DBOS, DBOSClient, DBOSConfiguredInstance, EnqueueOptions
+from pydantic import TypeAdapter
+
+from app.core import gates
+from app.core.actions import ACTION_ADAPTER, Action, StartReview
+from app.core.config import Config
+from app.core.gates import GateResult
+from app.core.review_facts import CheckResult, CommandRun, JudgeVerdict
+from app.core.rules import review as rules
+from app.core.tasks import State as TaskState
+from app.core.tasks import Task, parse_previous
+from app.effects import facts
+from app.effects import secrets as secret_scan
+from app.effects.executor import Context, Executor
+from app.effects.git import GitError, Mirrors
+from app.effects.github import GitHubPort
+from app.effects.repo_config import ConfigSource
+from app.effects.sandbox import Sandbox, SandboxUnavailable
+from app.effects.store import Store
+
+log = logging.getLogger("nightshift.review")
+
+REVIEW_QUEUE = "nightshift-reviews"
+REVIEW_WORKFLOW = "nightshift.review"
+MERGEABLE_POLL_SECONDS = 5.0
+COVERAGE_MAX_BYTES = gates.COVERAGE_REPORT_MAX_BYTES
+
+_RESULT: TypeAdapter[GateResult] = TypeAdapter(GateResult)
+_CHECKS: TypeAdapter[list[CheckResult]] = TypeAdapter(list[CheckResult])
+
+
+def review_id(action: StartReview) -> str:
+    """The workflow id: one review per repository, pull request, head and attempt."""
+    return f"review:{action.repo}#{action.number}@{action.head_sha}:{action.attempt}"
+
+
+@dataclass(frozen=True)
+class ReviewTools:
+    """What a review needs besides GitHub and the store."""
+
+    mirrors: Mirrors
+    sandbox: Sandbox
+    poll_seconds: float = 60.0
+    mergeable_poll_seconds: float = MERGEABLE_POLL_SECONDS
+
+
+@DBOS.dbos_class()
+class ReviewEngine(DBOSConfiguredInstance):
+    """The review workflows, bound to this process's ports (one instance per process)."""
+
+    store: Store
+    executor: Executor
+    github: GitHubPort | None
+    configs: ConfigSource
+    tools: ReviewTools
+
+    def __init__(self) -> None:
+        super().__init__(config_name="reviews")
+        self._dbos_client: DBOSClient | None = None
+        self._client_lock = threading.Lock()
+        self.system_database_url = ""
+        self.version = ""
+
+    def bind(
+        self,
+        store: Store,
+        executor: Executor,
+        github: GitHubPort | None,
+        configs: ConfigSource,
+        tools: ReviewTools,
+        *,
+        system_database_url: str,
+        version: str,
+    ) -> ReviewEngine:
+        self.close()  # a client of an earlier launch talks to that launch's database
+        self.system_database_url = system_database_url
+        self.version = version
+        self.store = store
+        self.executor = executor
+        self.github = github
+        self.configs = configs
+        self.tools = tools
+        return self
+
+    # starting (the executor's ReviewStarter port) -------------------------------------------
+
+    def start_review(self, installation_id: int, action: StartReview) -> str:
+        """Enqueue the review of this head, and cancel reviews of older heads of the PR.
+
+        Called from a delivery workflow's step, where DBOS does not let a workflow start
+        another: so through a DBOS client, as from outside. Idempotent: the workflow id
+        names the head and attempt, and a second enqueue returns the first workflow.
+        """
+        client = self._client()
+        workflow_id = review_id(action)
+        prefix = f"review:{action.repo}#{action.number}@"
+        for older in client.list_workflows(
+            workflow_id_prefix=prefix,
+            status=["PENDING", "ENQUEUED"],
+            load_input=False,
+            load_output=False,
+        ):
+            if not older.workflow_id.startswith(f"{prefix}{action.head_sha}:"):
+                client.cancel_workflow(older.workflow_id)
+        options: EnqueueOptions = {
+            "workflow_name": REVIEW_WORKFLOW,
+            "queue_name": REVIEW_QUEUE,
+            "workflow_id": workflow_id,
+            "queue_partition_key": action.repo,
+            "app_version": self.version,
+            "class_name": type(self).__qualname__,
+            "instance_name": self.config_name,
+        }
+        client.enqueue(
+            options, installation_id, action.repo, action.number, action.task, action.head_sha
+        )
+        return workflow_id
+
+    def _client(self) -> DBOSClient:
+        with self._client_lock:
+            if self._dbos_client is None:
+                self._dbos_client = DBOSClient(
+                    system_database_url=self.system_database_url, application_name="nightshift"
+                )
+            return self._dbos_client
+
+    def close(self) -> None:
+        with self._client_lock:
+            if self._dbos_client is not None:
+                self._dbos_client.destroy()
+                self._dbos_client = None
+
+    # the workflow -------------------------------------------------------------------------
+
+    @DBOS.workflow(name=REVIEW_WORKFLOW)
+    def review(self, installation_id: int, repo: str, number: int, task: int, head: str) -> str:
+        me = DBOS.workflow_id or f"review:{repo}#{number}@{head}"
+        seen = self.gather(installation_id, repo, number, task)
+        if seen.get("skip"):
+            return str(seen["skip"])
+        if seen["head_sha"] != head or seen["state"] != "open":
+            return "superseded"  # a newer head has (or will have) its own review
+        config = Config.model_validate(seen["config"])
+        self.act(me, installation_id, rules.review_started(repo, head))
+        spec = _RESULT.validate_python(self.spec_gate(installation_id, repo, seen, head))
+        self.act(me, installation_id, [rules.publish(repo, head, spec)])
+
+        checks: list[CheckResult] = []
+        for look in range(config.limits.ci_poll_attempts):
+            checks = _CHECKS.validate_python(self.read_checks(installation_id, repo, head))
+            if not rules.checks_pending(config, head, checks):
+                break
+            if look + 1 < config.limits.ci_poll_attempts:
+                DBOS.sleep(self.tools.poll_seconds)
+        quality = _RESULT.validate_python(
+            self.quality_gate(installation_id, repo, seen, head, _CHECKS.dump_python(checks))
+        )
+        self.act(me, installation_id, [rules.publish(repo, head, quality)])
+
+        pull = rules.PullFacts.model_validate(seen["pull"])
+        verdict = gates.verdict(
+            spec,
+            quality,
+            fix_rounds=int(seen["fix_rounds"]),
+            max_fix_rounds=config.limits.max_fix_rounds,
+        )
+        self.act(me, installation_id, rules.escalate(repo, pull, verdict, config))
+        if verdict.kind != "merge":
+            now = self.read_task(repo, pull.task)
+            decided = rules.conclude(repo, pull, verdict, spec, quality, config, now)
+            self.act(me, installation_id, decided)
+            return verdict.kind
+        return self.merge(me, installation_id, repo, pull, config)
+
+    def merge(
+        self, me: str, installation_id: int, repo: str, pull: rules.PullFacts, config: Config
+    ) -> str:
+        """Approve, then merge the reviewed head: re-read the PR before each attempt."""
+        self.act(me, installation_id, rules.approve(repo, pull))
+        polls = 0
+        for _attempt in range(config.review.mergeable_poll_attempts + 2):
+            now = self.read_pull(installation_id, repo, pull.number)
+            if now["head_sha"] != pull.head_sha or now["state"] != "open":
+                return "superseded"  # never merge a head that was not reviewed
+            decision = gates.merge_decision(
+                now["mergeable"], polls=polls, max_polls=config.review.mergeable_poll_attempts
+            )
+            if decision.kind == "poll":
+                polls += 1
+                DBOS.sleep(self.tools.mergeable_poll_seconds * polls)
+                continue
+            if decision.kind in ("conflict", "give-up"):
+                task = self.read_task(repo, pull.task)
+                decided = rules.cannot_merge(repo, pull, decision, config, task)
+                self.act(me, installation_id, decided)
+                return "conflict" if decision.kind == "conflict" else "blocked"
+            outcome = self.act(me, installation_id, [rules.merge(repo, pull, config)])
+            if outcome and outcome[0] == "sent":
+                task = self.read_task(repo, pull.task)
+                self.act(me, installation_id, rules.merged(repo, pull, task))
+                return "merged"
+            # refused (405/409): look again, never force
+            polls += 1
+            DBOS.sleep(self.tools.mergeable_poll_seconds * polls)
+        refused = gates.MergeDecision("give-up", "GitHub refused to merge it")
+        task = self.read_task(repo, pull.task)
+        self.act(me, installation_id, rules.cannot_merge(repo, pull, refused, config, task))
+        return "blocked"
+
+    # steps: gathering ---------------------------------------------------------------------
+
+    @DBOS.step(name="nightshift.review.gather", retries_allowed=True, max_attempts=4)
+    def gather(self, installation_id: int, repo: str, number: int, task: int) -> dict[str, Any]:
+        """The PR, its task's issue, the configuration and what the store remembers."""
+        github = self._github()
+        loaded = self.configs.load(installation_id, repo)
+        if loaded.error is not None:
+            return {"skip": "invalid-config"}
+        if self.store.is_paused(repo):
+            return {"skip": "paused"}
+        data = facts.get(github, installation_id, f"/repos/{repo}/pulls/{number}")
+        issue = facts.get(github, installation_id, f"/repos/{repo}/issues/{task}")
+        stored = self.store.pull(repo, number)
+        known = self.store.task(repo, task)
+        head = data["head"]
+        source = (head.get("repo") or {}).get("full_name") or ""
+        author = (data.get("user") or {}).get("login") or ""
+        pull = rules.PullFacts(
+            number=number,
+            task=task,
+            head_sha=head["sha"],
+            head_ref=head.get("ref") or "",
+            base_ref=data["base"]["ref"],
+            author=author,
+            fork=source.lower() != repo.lower(),
+            agent=known.agent if known is not None else None,
+            ok_to_test_sha=stored.ok_to_test_sha if stored is not None else None,
+        )
+        return {
+            "head_sha": head["sha"],
+            "state": data.get("state"),
+            "pull": pull.model_dump(),
+            "pr_body": data.get("body") or "",
+            "issue_title": issue.get("title") or "",
+            "issue_body": issue.get("body") or "",
+            "fix_rounds": stored.fix_rounds if stored is not None else 0,
+            "config": loaded.config.model_dump(),
+        }
+
+    @DBOS.step(name="nightshift.review.checks", retries_allowed=True, max_attempts=4)
+    def read_checks(self, installation_id: int, repo: str, head: str) -> list[dict[str, Any]]:
+        found = facts.checks_for(
+            self._github(), installation_id, repo, head, ignore_prefix=rules.CHECK_PREFIX
+        )
+        return [asdict(check) for check in found]
+
+    def read_task(self, repo: str, number: int) -> Task | None:
+        """The task as it is now (a workflow step: a re-run sees what the first run saw)."""
+        data = self._read_task(repo, number)
+        if data is None:
+            return None
+        return Task(
+            repo,
+            number,
+            TaskState(data["state"]),
+            parse_previous(data["previous"]),
+            data["agent"],
+        )
+
+    @DBOS.step(name="nightshift.review.task", retries_allowed=True, max_attempts=4)
+    def _read_task(self, repo: str, number: int) -> dict[str, Any] | None:
+        task = self.store.task(repo, number)
+        if task is None:
+            return None
+        previous = ",".join(state.value for state in task.previous) or None
+        return {"state": task.state.value, "previous": previous, "agent": task.agent}
+
+    @DBOS.step(name="nightshift.review.pull", retries_allowed=True, max_attempts=4)
+    def read_pull(self, installation_id: int, repo: str, number: int) -> dict[str, Any]:
+        data = facts.get(self._github(), installation_id, f"/repos/{repo}/pulls/{number}")
+        return {
+            "head_sha": data["head"]["sha"],
+            "state": data.get("state"),
+            "mergeable": data.get("mergeable"),
+        }
+
+    # steps: the gates ---------------------------------------------------------------------
+
+    def _fetch(self, installation_id: int, repo: str, pull: rules.PullFacts) -> None:
+        token = facts.contents_token(self._github(), repo, installation_id)
+        self.tools.mirrors.fetch(repo, token, pull=pull.number, branches=[pull.base_ref])
+
+    @DBOS.step(name="nightshift.review.spec", retries_allowed=True, max_attempts=3)
+    def spec_gate(
+        self, installation_id: int, repo: str, seen: dict[str, Any], head: str
+    ) -> dict[str, Any]:
+        """Gate 1: the diff against the task; never runs PR code (the judge is sandboxed)."""
+        pull = rules.PullFacts.model_validate(seen["pull"])
+        config = Config.model_validate(seen["config"])
+        self._fetch(installation_id, repo, pull)
+        diff = self.tools.mirrors.diff(repo, f"refs/heads/{pull.base_ref}", head)
+        judge = None
+        if config.review.judge is not None:
+            judge = self._judge(repo, head, seen, diff, config)
+        result = gates.spec_gate(
+            repo=repo,
+            task_number=pull.task,
+            issue_body=seen["issue_body"],
+            pr_body=seen["pr_body"],
+            head_ref=pull.head_ref,
+            diff=diff,
+            config=config,
+            judge=judge,
+        )
+        return _dump(result)
+
+    def _judge(
+        self, repo: str, head: str, seen: dict[str, Any], diff: Any, config: Config
+    ) -> JudgeVerdict:
+        judge = config.review.judge
+        assert judge is not None
+        payload = gates.judge_input(
+            issue_title=seen["issue_title"], issue_body=seen["issue_body"], diff=diff
+        )
+        try:
+            with self.tools.mirrors.worktree(repo, head, label="judge") as tree:
+                run, stdout = self.tools.sandbox.capture(
+                    "judge",
+                    judge.command,
+                    tree,
+                    timeout=judge.timeout_seconds,
+                    stdin=json.dumps(payload).encode(),
+                )
+        except SandboxUnavailable as exc:
+            return JudgeVerdict(passed=False, error=f"the sandbox is unavailable: {exc}")
+        if not run.passed:
+            why = run.killed or f"exit {run.exit_code}"
+            return JudgeVerdict(passed=False, error=f"the judge command failed ({why})")
+        return gates.parse_judge(stdout)
+
+    @DBOS.step(name="nightshift.review.quality", retries_allowed=True, max_attempts=3)
+    def quality_gate(
+        self,
+        installation_id: int,
+        repo: str,
+        seen: dict[str, Any],
+        head: str,
+        checks: list[dict[str, Any]],
+    ) -> dict[str, Any]:
+        """Gate 2: required checks, the secret scan, and the commands in the sandbox."""
+        pull = rules.PullFacts.model_validate(seen["pull"])
+        config = Config.model_validate(seen["config"])
+        self._fetch(installation_id, repo, pull)
+        diff = self.tools.mirrors.diff(repo, f"refs/heads/{pull.base_ref}", head)
+        found = secret_scan.scan(diff)
+        waiting = not rules.may_run_code(pull)
+        runs: Sequence[CommandRun] | str = ()
+        report: bytes | None = None
+        if config.review.commands and not waiting:
+            runs, report = self._run_commands(repo, head, config)
+        result = gates.quality_gate(
+            head_sha=head,
+            diff=diff,
+            config=config,
+            checks=_CHECKS.validate_python(checks),
+            runs=runs,
+            coverage_report=report,
+            secrets=found,
+            awaiting_ok_to_test=waiting and bool(config.review.commands),
+        )
+        return _dump(result)
+
+    def _run_commands(
+        self, repo: str, head: str, config: Config
+    ) -> tuple[Sequence[CommandRun] | str, bytes | None]:
+        sandbox = self.tools.sandbox
+        try:
+            sandbox.check()
+        except SandboxUnavailable as exc:
+            return str(exc), None
+        runs: list[CommandRun] = []
+        report: bytes | None = None
+        with self.tools.mirrors.worktree(repo, head, label="quality") as tree:
+            for command in config.review.commands:
+                env = {name: value for name in command.env if (value := _env(name)) is not None}
+                runs.append(
+                    sandbox.run(
+                        command.name, command.run, tree, env=env, timeout=command.timeout_seconds
+                    )
+                )
+            if config.review.coverage.report:
+                report = _read_inside(tree, config.review.coverage.report, COVERAGE_MAX_BYTES)
+        return runs, report
+
+    # carrying out ---------------------------------------------------------------------------
+
+    def act(self, me: str, installation_id: int, actions: Sequence[Action]) -> list[str]:
+        """Carry out the core's actions, one step each (a crash resumes after the last)."""
+        outcomes: list[str] = []
+        for action in actions:
+            outcome = self.execute(me, installation_id, ACTION_ADAPTER.dump_python(action))
+            outcomes.append(outcome)
+            if outcome == "conflict":
+                break  # what follows depended on a task move that did not happen
+        return outcomes
+
+    @DBOS.step(
+        name="nightshift.review.execute",
+        retries_allowed=True,
+        max_attempts=4,
+        interval_seconds=2.0,
+        backoff_rate=2.0,
+    )
+    def execute(self, me: str, installation_id: int, action: dict[str, Any]) -> str:
+        parsed = ACTION_ADAPTER.validate_python(action)
+        return self.executor.execute(Context(me, installation_id), parsed)
+
+    def _github(self) -> GitHubPort:
+        if self.github is None:
+            raise GitError("no GitHub App credentials: a review cannot read the pull request")
+        return self.github
+
+
+def _env(name: str) -> str | None:
+    """A variable the configuration passes into the sandbox, from Nightshift's environment.
+
+    Never one of Nightshift's own settings: they hold its webhook secret and App key.
+    """
+    if name.upper().startswith("NIGHTSHIFT_"):
+        return None
+    return os.environ.get(name)
+
+
+def _read_inside(tree: Any, relative: str, limit: int) -> bytes | None:
+    """A file the commands wrote inside the worktree; never one outside it (symlinks)."""
+    root = tree.resolve()
+    target = (tree / relative).resolve()
+    if root not in target.parents or not target.is_file():
+        return None
+    with target.open("rb") as handle:
+        data: bytes = handle.read(limit + 1)
+    return data
+
+
+def _dump(result: GateResult) -> dict[str, Any]:
+    dumped: dict[str, Any] = _RESULT.dump_python(result, mode="json")
+    return dumped
+
+
+_ENGINE: list[ReviewEngine] = []
+
+
+def review_engine() -> ReviewEngine:
+    """The process's one review engine instance, created on first use (before launch)."""
+    if not _ENGINE:
+        _ENGINE.append(ReviewEngine())
+    return _ENGINE[0]

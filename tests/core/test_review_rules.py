@@ -1,0 +1,1149 @@
+"""The review rules, table-driven: pull requests of tasks, CI re-runs, ok-to-test, and the
+review workflow's decisions (checks, escalations, verdicts, merging)."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Literal
+
+import pytest
+
+from app.core import gates
+from app.core.actions import (
+    Action,
+    AddLabels,
+    AllowTests,
+    Comment,
+    CountCiRetry,
+    CountFixRound,
+    Merge,
+    OpenIssue,
+    PublishCheck,
+    RecordEscalation,
+    RecordPull,
+    RerequestCheckSuite,
+    RerunFailedJobs,
+    StartReview,
+    SubmitReview,
+    Transition,
+)
+from app.core.config import DEFAULT_CONFIG, Config, Limits, Review
+from app.core.envelope import Envelope
+from app.core.gates import Escalation, Finding, GateResult, MergeDecision, Verdict
+from app.core.review_facts import CheckResult
+from app.core.rules import commands, decide, review
+from app.core.rules.review import PullFacts
+from app.core.state import Pull, RepoState
+from app.core.tasks import State as TaskState
+from app.core.tasks import Task
+from tests.helpers import command_comment, payload
+
+REPO = "octo/repo"
+TASK = 1
+PR = 7
+HEAD = "0123456789abcdef0123456789abcdef01234567"
+OLD = "fedcba9876543210fedcba9876543210fedcba98"
+AGENT = "agent-alice"
+BRANCH = "nightshift/issue-1-add-login"
+RUN_ID = 30433642
+SUITE_ID = 5604373
+UPDATED = "2024-05-01T02:03:04Z"
+
+
+# -- payloads and state ---------------------------------------------------------------------
+
+
+def pull_request(
+    action: str = "opened",
+    *,
+    body: str | None = "Adds the login page.\n\nCloses #1",
+    ref: str = BRANCH,
+    head_repo: str | None = REPO,
+    draft: bool = False,
+    state: str = "open",
+    author: str = AGENT,
+) -> dict[str, Any]:
+    """A real `pull_request` payload with the fields a scenario needs changed."""
+    data = payload("pull_request.opened")
+    pr = data["pull_request"]
+    head_repository = {**pr["head"]["repo"], "full_name": head_repo} if head_repo else None
+    data["action"] = action
+    data["number"] = PR
+    data["pull_request"] = {
+        **pr,
+        "number": PR,
+        "body": body,
+        "draft": draft,
+        "state": state,
+        "user": {**pr["user"], "login": author},
+        "head": {**pr["head"], "ref": ref, "sha": HEAD, "repo": head_repository},
+        "base": {**pr["base"], "repo": {**pr["base"]["repo"], "full_name": REPO}},
+    }
+    data["repository"] = {**data["repository"], "full_name": REPO}
+    return data
+
+
+def workflow_run(
+    conclusion: str | None = "failure",
+    *,
+    sha: str = HEAD,
+    attempt: int = 1,
+    html_url: str = f"https://github.com/{REPO}/actions/runs/{RUN_ID}",
+) -> dict[str, Any]:
+    """A `workflow_run.completed` delivery with the fields GitHub always sends that rules read."""
+    return {
+        "action": "completed",
+        "workflow_run": {
+            "id": RUN_ID,
+            "name": "CI",
+            "head_sha": sha,
+            "head_branch": BRANCH,
+            "status": "completed",
+            "conclusion": conclusion,
+            "run_attempt": attempt,
+            "html_url": html_url,
+        },
+        "repository": {"full_name": REPO},
+        "installation": {"id": 77},
+        "sender": {"login": AGENT, "type": "User"},
+    }
+
+
+def check_suite(
+    conclusion: str | None = "failure",
+    *,
+    sha: str = HEAD,
+    slug: str = "circleci-checks",
+    updated_at: str = UPDATED,
+) -> dict[str, Any]:
+    """A `check_suite.completed` delivery: a suite has no name and no html_url, its app does."""
+    return {
+        "action": "completed",
+        "check_suite": {
+            "id": SUITE_ID,
+            "head_sha": sha,
+            "head_branch": BRANCH,
+            "status": "completed",
+            "conclusion": conclusion,
+            "app": {"id": 18001, "slug": slug, "name": "CircleCI Checks"},
+            "updated_at": updated_at,
+        },
+        "repository": {"full_name": REPO},
+        "installation": {"id": 77},
+        "sender": {"login": AGENT, "type": "User"},
+    }
+
+
+def task(state: TaskState, agent: str | None = AGENT) -> Task:
+    return Task(REPO, TASK, state, agent=agent)
+
+
+TRACKED = Pull(REPO, PR, TASK, HEAD, AGENT, fork=False)
+REVIEWED = task(TaskState.IN_REVIEW)
+
+
+def moved(
+    from_state: str, to_state: str, event: str, reason: str, previous: str | None = None
+) -> Transition:
+    return Transition(
+        repo=REPO,
+        number=TASK,
+        event=event,
+        from_state=from_state,
+        to_state=to_state,
+        previous=previous,
+        reason=reason,
+    )
+
+
+def decided(
+    event: str, data: dict[str, Any], state: RepoState, config: Config = DEFAULT_CONFIG
+) -> list[Action]:
+    decision = decide(Envelope.parse("d1", event, data), state, config)
+    assert decision.failures == ()
+    return list(decision.actions)
+
+
+# -- pull requests of tasks -----------------------------------------------------------------
+
+
+def reviewed(action: str, *, fork: bool = False, author: str = AGENT) -> list[Action]:
+    why = f"review: #{PR} ({action}) works on #{TASK}"
+    return [
+        RecordPull(
+            repo=REPO, number=PR, task=TASK, head_sha=HEAD, author=author, fork=fork, reason=why
+        ),
+        StartReview(repo=REPO, number=PR, task=TASK, head_sha=HEAD, reason=why),
+    ]
+
+
+def opened_pr(from_state: str, action: str = "opened") -> list[Action]:
+    why = f"review: #{PR} ({action}) works on #{TASK}"
+    return [moved(from_state, "in_review", "open_pr", why), *reviewed(action)]
+
+
+def pushed_fix(action: str) -> list[Action]:
+    why = f"review: #{PR} ({action}) works on #{TASK}"
+    return [moved("changes_requested", "in_review", "push_fix", why), *reviewed(action)]
+
+
+@pytest.mark.parametrize(
+    ("data", "state", "expected"),
+    [
+        pytest.param(
+            pull_request("opened"),
+            TaskState.ASSIGNED,
+            opened_pr("assigned"),
+            id="opened-closes-assigned-task",
+        ),
+        pytest.param(
+            pull_request("opened", body=None),
+            TaskState.IN_PROGRESS,
+            opened_pr("in_progress"),
+            id="opened-linked-by-branch",
+        ),
+        pytest.param(
+            pull_request("reopened", body="fixes: #1"),
+            TaskState.IN_PROGRESS,
+            opened_pr("in_progress", "reopened"),
+            id="reopened-in-progress",
+        ),
+        pytest.param(
+            pull_request("ready_for_review", ref="feature/login"),
+            TaskState.ASSIGNED,
+            opened_pr("assigned", "ready_for_review"),
+            id="ready-for-review-closes-the-task",
+        ),
+        pytest.param(
+            pull_request("synchronize"),
+            TaskState.CHANGES_REQUESTED,
+            pushed_fix("synchronize"),
+            id="push-after-changes-requested",
+        ),
+        pytest.param(
+            pull_request("synchronize"),
+            TaskState.IN_REVIEW,
+            reviewed("synchronize"),
+            id="push-in-review-reviews-without-transition",
+        ),
+        pytest.param(
+            pull_request("opened", body="Closes #1", ref="nightshift/issue-2-other"),
+            TaskState.IN_REVIEW,
+            reviewed("opened"),
+            id="closing-keyword-wins-over-branch",
+        ),
+        pytest.param(
+            pull_request("opened", head_repo="stranger/repo", author="stranger"),
+            TaskState.IN_REVIEW,
+            reviewed("opened", fork=True, author="stranger"),
+            id="fork",
+        ),
+        pytest.param(
+            pull_request("opened", head_repo=None),
+            TaskState.IN_REVIEW,
+            reviewed("opened", fork=True),
+            id="deleted-fork-is-a-fork",
+        ),
+        pytest.param(
+            pull_request("opened", draft=True), TaskState.ASSIGNED, [], id="draft-waits-for-ready"
+        ),
+        pytest.param(
+            pull_request("synchronize", state="closed"), TaskState.IN_REVIEW, [], id="closed-pr"
+        ),
+        pytest.param(
+            pull_request("opened", body="Adds the login page.", ref="feature/login"),
+            TaskState.ASSIGNED,
+            [],
+            id="not-linked",
+        ),
+        pytest.param(
+            pull_request("opened", body="Closes #2", ref="feature/login"),
+            TaskState.ASSIGNED,
+            [],
+            id="linked-to-another-issue",
+        ),
+        pytest.param(
+            pull_request("opened", body="Closes other/repo#1", ref="feature/login"),
+            TaskState.ASSIGNED,
+            [],
+            id="closes-an-issue-of-another-repository",
+        ),
+        pytest.param(
+            pull_request("opened", body="`Closes #1`", ref="feature/login"),
+            TaskState.ASSIGNED,
+            [],
+            id="keyword-in-code-does-not-link",
+        ),
+        pytest.param(pull_request("opened"), None, [], id="task-unknown"),
+        pytest.param(pull_request("opened"), TaskState.QUEUED, [], id="task-queued"),
+        pytest.param(pull_request("synchronize"), TaskState.MERGED, [], id="task-merged"),
+        pytest.param(pull_request("synchronize"), TaskState.DONE, [], id="task-done"),
+        pytest.param(pull_request("synchronize"), TaskState.CANCELLED, [], id="task-cancelled"),
+        pytest.param(pull_request("synchronize"), TaskState.PAUSED, [], id="task-paused"),
+        pytest.param(pull_request("synchronize"), TaskState.BLOCKED, [], id="task-blocked"),
+        pytest.param(pull_request("synchronize"), TaskState.ESCALATED, [], id="task-escalated"),
+    ],
+)
+def test_pull_request(
+    data: dict[str, Any], state: TaskState | None, expected: list[Action]
+) -> None:
+    found = task(state) if state is not None else None
+    assert decided("pull_request", data, RepoState(task=found)) == expected
+
+
+def test_a_closed_pull_request_is_no_rules_business() -> None:
+    data = pull_request("closed", state="closed")
+    decision = decide(
+        Envelope.parse("d1", "pull_request", data), RepoState(task=REVIEWED), DEFAULT_CONFIG
+    )
+    assert decision.actions == ()
+    assert not decision.handled
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        pytest.param(pull_request(body="Closes #1"), 1, id="closing-keyword"),
+        pytest.param(pull_request(body=None, ref="nightshift/issue-12"), 12, id="branch"),
+        pytest.param(pull_request(body="thanks", ref="feature/x"), None, id="neither"),
+    ],
+)
+def test_task_number(data: dict[str, Any], expected: int | None) -> None:
+    assert review.task_number(Envelope.parse("d1", "pull_request", data)) == expected
+
+
+@pytest.mark.parametrize(
+    ("event", "data", "expected"),
+    [
+        pytest.param("workflow_run", workflow_run(sha=OLD), OLD, id="workflow-run"),
+        pytest.param("check_suite", check_suite(sha=OLD), OLD, id="check-suite"),
+        pytest.param("pull_request", pull_request(), None, id="not-a-ci-event"),
+        pytest.param("check_suite", workflow_run(), None, id="payload-of-another-event"),
+    ],
+)
+def test_head_sha_of(event: str, data: dict[str, Any], expected: str | None) -> None:
+    assert review.head_sha_of(Envelope.parse("d1", event, data)) == expected
+
+
+# -- CI re-runs -----------------------------------------------------------------------------
+
+
+def rerun(retries: int, attempt: int = 1, limit: int = 3) -> list[Action]:
+    why = f"ci: CI failed on {HEAD[:7]}: re-run {retries + 1} of {limit}"
+    return [
+        CountCiRetry(repo=REPO, head_sha=HEAD, run=f"{RUN_ID}/{attempt}", reason=why),
+        RerunFailedJobs(repo=REPO, run_id=RUN_ID, head_sha=HEAD, reason=why),
+    ]
+
+
+def rerequest(retries: int, updated_at: str = UPDATED) -> list[Action]:
+    why = f"ci: CircleCI Checks failed on {HEAD[:7]}: re-run {retries + 1} of 3"
+    return [
+        CountCiRetry(repo=REPO, head_sha=HEAD, run=f"{SUITE_ID}/{updated_at}", reason=why),
+        RerequestCheckSuite(repo=REPO, suite_id=SUITE_ID, head_sha=HEAD, reason=why),
+    ]
+
+
+def ci_blocked(
+    retries: int,
+    *,
+    name: str = "CI",
+    conclusion: str = "failure",
+    link: str = f" (https://github.com/{REPO}/actions/runs/{RUN_ID})",
+    mention: str = f"@{AGENT} ",
+    transition: bool = True,
+) -> list[Action]:
+    why = f"ci: re-runs exhausted for {HEAD[:7]}"
+    body = review.CI_BLOCKED.format(
+        sha=HEAD[:7], retries=retries, name=name, conclusion=conclusion, link=link, mention=mention
+    )
+    block = [moved("in_review", "blocked", "block", why, previous="in_review")]
+    return [
+        *(block if transition else []),
+        AddLabels(repo=REPO, number=PR, labels=(review.BLOCKED_LABEL,), reason=why),
+        Comment(repo=REPO, number=PR, body=body, key=f"ci-blocked:{REPO}#{PR}@{HEAD}", reason=why),
+        RecordEscalation(
+            repo=REPO,
+            number=TASK,
+            level="deferred",
+            category="ci",
+            summary=f"#{PR}: CI `{name}` still fails after {retries} re-run(s)",
+            key=f"ci:{REPO}#{PR}@{HEAD}",
+            reason=why,
+        ),
+    ]
+
+
+NO_RETRIES = Config(limits=Limits(max_retry_attempts=0))
+
+
+@pytest.mark.parametrize(
+    ("event", "data", "state", "config", "expected"),
+    [
+        pytest.param(
+            "workflow_run",
+            workflow_run(),
+            RepoState(task=REVIEWED, pull=TRACKED),
+            DEFAULT_CONFIG,
+            rerun(0),
+            id="workflow-run-failed-first-rerun",
+        ),
+        pytest.param(
+            "workflow_run",
+            workflow_run("timed_out", attempt=3),
+            RepoState(task=REVIEWED, pull=TRACKED, ci_retries=2),
+            DEFAULT_CONFIG,
+            rerun(2, attempt=3),
+            id="workflow-run-timed-out-last-rerun",
+        ),
+        pytest.param(
+            "workflow_run",
+            workflow_run(),
+            RepoState(task=task(TaskState.CHANGES_REQUESTED), pull=TRACKED),
+            DEFAULT_CONFIG,
+            rerun(0),
+            id="rerun-while-changes-requested",
+        ),
+        pytest.param(
+            "workflow_run",
+            workflow_run(),
+            RepoState(pull=TRACKED),
+            DEFAULT_CONFIG,
+            rerun(0),
+            id="rerun-with-no-task-loaded",
+        ),
+        pytest.param(
+            "check_suite",
+            check_suite(),
+            RepoState(task=REVIEWED, pull=TRACKED, ci_retries=1),
+            DEFAULT_CONFIG,
+            rerequest(1),
+            id="check-suite-of-another-ci-rerequested",
+        ),
+        pytest.param(
+            "check_suite",
+            check_suite(slug="github-actions"),
+            RepoState(task=REVIEWED, pull=TRACKED),
+            DEFAULT_CONFIG,
+            [],
+            id="actions-check-suite-left-to-workflow-run",
+        ),
+        pytest.param(
+            "workflow_run",
+            workflow_run("success"),
+            RepoState(task=REVIEWED, pull=TRACKED),
+            DEFAULT_CONFIG,
+            [],
+            id="success",
+        ),
+        pytest.param(
+            "workflow_run",
+            workflow_run("cancelled"),
+            RepoState(task=REVIEWED, pull=TRACKED),
+            DEFAULT_CONFIG,
+            [],
+            id="cancelled-is-not-a-failure",
+        ),
+        pytest.param(
+            "check_suite",
+            check_suite("success"),
+            RepoState(task=REVIEWED, pull=TRACKED),
+            DEFAULT_CONFIG,
+            [],
+            id="check-suite-success",
+        ),
+        pytest.param(
+            "workflow_run",
+            workflow_run(sha=OLD),
+            RepoState(task=REVIEWED, pull=TRACKED),
+            DEFAULT_CONFIG,
+            [],
+            id="another-head",
+        ),
+        pytest.param(
+            "workflow_run",
+            workflow_run(),
+            RepoState(),
+            DEFAULT_CONFIG,
+            [],
+            id="untracked-head",
+        ),
+        pytest.param(
+            "workflow_run",
+            workflow_run(),
+            RepoState(task=task(TaskState.BLOCKED), pull=TRACKED, ci_retries=3),
+            DEFAULT_CONFIG,
+            [],
+            id="already-blocked",
+        ),
+        pytest.param(
+            "workflow_run",
+            workflow_run(),
+            RepoState(task=task(TaskState.DONE), pull=TRACKED),
+            DEFAULT_CONFIG,
+            [],
+            id="task-done",
+        ),
+        pytest.param(
+            "workflow_run",
+            workflow_run(attempt=4),
+            RepoState(task=REVIEWED, pull=TRACKED, ci_retries=3),
+            DEFAULT_CONFIG,
+            ci_blocked(3),
+            id="retries-exhausted",
+        ),
+        pytest.param(
+            "workflow_run",
+            workflow_run("timed_out"),
+            RepoState(task=REVIEWED, pull=TRACKED),
+            NO_RETRIES,
+            ci_blocked(0, conclusion="timed_out"),
+            id="no-retries-configured",
+        ),
+        pytest.param(
+            "workflow_run",
+            workflow_run(html_url="javascript:alert(1)"),
+            RepoState(task=task(TaskState.IN_REVIEW, agent=None), pull=TRACKED, ci_retries=3),
+            DEFAULT_CONFIG,
+            ci_blocked(3, link="", mention=""),
+            id="exhausted-no-agent-and-no-https-link",
+        ),
+        pytest.param(
+            "check_suite",
+            check_suite(),
+            RepoState(pull=TRACKED, ci_retries=3),
+            DEFAULT_CONFIG,
+            ci_blocked(3, name="CircleCI Checks", link="", mention="", transition=False),
+            id="check-suite-exhausted-with-no-task-loaded",
+        ),
+    ],
+)
+def test_ci_completed(
+    event: str, data: dict[str, Any], state: RepoState, config: Config, expected: list[Action]
+) -> None:
+    assert decided(event, data, state, config) == expected
+
+
+def test_ci_retry_keys_count_reruns_not_redeliveries() -> None:
+    """A re-run's result is a new run key; a redelivered result is the same key."""
+
+    def key(event: str, data: dict[str, Any]) -> str:
+        actions = decided(event, data, RepoState(task=REVIEWED, pull=TRACKED))
+        counted = [a for a in actions if isinstance(a, CountCiRetry)]
+        assert len(counted) == 1
+        return counted[0].run
+
+    assert key("workflow_run", workflow_run()) == key("workflow_run", workflow_run())
+    assert key("workflow_run", workflow_run()) != key("workflow_run", workflow_run(attempt=2))
+    # a re-requested suite keeps its id and has no run_attempt: only updated_at moves
+    again = check_suite(updated_at="2024-05-01T02:13:04Z")
+    assert key("check_suite", check_suite()) == key("check_suite", check_suite())
+    assert key("check_suite", check_suite()) != key("check_suite", again)
+
+
+# -- /nightshift ok-to-test -----------------------------------------------------------------
+
+
+def ok_to_test_comment(login: str = "maintainer") -> dict[str, Any]:
+    data = command_comment("/nightshift ok-to-test", login=login, number=PR)
+    data["issue"]["pull_request"] = {"url": f"https://api.github.com/repos/{REPO}/pulls/{PR}"}
+    return data
+
+
+def reply(text: str, reason: str) -> Comment:
+    return Comment(repo=REPO, number=PR, body=text, key="command:d1", reason=reason)
+
+
+ALLOWED_WHY = f"commands: @maintainer allowed {HEAD[:7]} to run"
+FORKED = Pull(REPO, PR, TASK, HEAD, "stranger", fork=True)
+
+
+@pytest.mark.parametrize(
+    ("permission", "pull", "expected"),
+    [
+        pytest.param(
+            "write",
+            FORKED,
+            [
+                AllowTests(
+                    repo=REPO, number=PR, head_sha=HEAD, by="maintainer", reason=ALLOWED_WHY
+                ),
+                StartReview(
+                    repo=REPO,
+                    number=PR,
+                    task=TASK,
+                    head_sha=HEAD,
+                    attempt="ok-to-test",
+                    reason=ALLOWED_WHY,
+                ),
+                reply(commands.OK_TO_TEST.format(login="maintainer", sha=HEAD[:7]), ALLOWED_WHY),
+            ],
+            id="writer-allows-the-head",
+        ),
+        pytest.param(
+            "read",
+            FORKED,
+            [
+                reply(
+                    commands.REFUSED.format(login="maintainer"),
+                    "commands: @maintainer has read permission",
+                )
+            ],
+            id="reader-is-refused",
+        ),
+        pytest.param(
+            "admin",
+            None,
+            [
+                reply(
+                    commands.NOTHING_TO_TEST.format(login="maintainer"),
+                    "commands: no reviewed pull request",
+                )
+            ],
+            id="untracked-pull-request",
+        ),
+        pytest.param(
+            "maintain",
+            Pull(REPO, PR + 1, TASK, HEAD, "stranger", fork=True),
+            [
+                reply(
+                    commands.NOTHING_TO_TEST.format(login="maintainer"),
+                    "commands: no reviewed pull request",
+                )
+            ],
+            id="another-pull-request-is-tracked",
+        ),
+    ],
+)
+def test_ok_to_test(permission: str, pull: Pull | None, expected: list[Action]) -> None:
+    state = RepoState(sender_permission=permission, pull=pull, task=REVIEWED)
+    assert decided("issue_comment", ok_to_test_comment(), state) == expected
+
+
+# -- may PR code run ------------------------------------------------------------------------
+
+
+def facts(
+    *,
+    author: str = AGENT,
+    agent: str | None = AGENT,
+    fork: bool = False,
+    ok_to_test_sha: str | None = None,
+    head: str = HEAD,
+) -> PullFacts:
+    return PullFacts(
+        number=PR,
+        task=TASK,
+        head_sha=head,
+        head_ref=BRANCH,
+        base_ref="main",
+        author=author,
+        fork=fork,
+        agent=agent,
+        ok_to_test_sha=ok_to_test_sha,
+    )
+
+
+@pytest.mark.parametrize(
+    ("pull", "expected"),
+    [
+        pytest.param(facts(), True, id="own-agent-same-repository"),
+        pytest.param(facts(author=AGENT.upper()), True, id="login-compared-without-case"),
+        pytest.param(facts(author="someone-else"), False, id="other-author"),
+        pytest.param(facts(agent=None), False, id="task-has-no-agent"),
+        pytest.param(facts(fork=True), False, id="fork-by-the-agent"),
+        pytest.param(
+            facts(author="stranger", fork=True, ok_to_test_sha=HEAD),
+            True,
+            id="ok-to-test-for-this-head",
+        ),
+        pytest.param(
+            facts(author="stranger", fork=True, ok_to_test_sha=OLD),
+            False,
+            id="ok-to-test-for-an-older-head",
+        ),
+    ],
+)
+def test_may_run_code(pull: PullFacts, expected: bool) -> None:
+    assert review.may_run_code(pull) is expected
+
+
+# -- checks ---------------------------------------------------------------------------------
+
+
+def check_key(gate: str, head: str = HEAD, repo: str = REPO) -> str:
+    return f"check:{repo}@{head}:{gate}"
+
+
+def test_review_started_marks_both_checks_in_progress() -> None:
+    assert review.review_started(REPO, HEAD) == [
+        PublishCheck(
+            repo=REPO,
+            head_sha=HEAD,
+            name="Nightshift / spec",
+            key=check_key("spec"),
+            status="in_progress",
+            output=review.IN_PROGRESS_OUTPUT["spec"],
+            reason="review: spec gate started",
+        ),
+        PublishCheck(
+            repo=REPO,
+            head_sha=HEAD,
+            name="Nightshift / quality",
+            key=check_key("quality"),
+            status="in_progress",
+            output=review.IN_PROGRESS_OUTPUT["quality"],
+            reason="review: quality gate started",
+        ),
+    ]
+
+
+SPEC_PASSED = GateResult("spec", "pass", "Gate 1 passed.")
+SPEC_FAILED = GateResult(
+    "spec",
+    "fail",
+    "1 problem: scope.",
+    (Finding("scope", gates.OUT_OF_SCOPE.format(scope="`app/**`"), path="docs/x.md"),),
+)
+QUALITY_PASSED = GateResult("quality", "pass", "Gate 2 passed.")
+QUALITY_FAILED = GateResult(
+    "quality",
+    "fail",
+    "1 problem: command.",
+    (Finding("command", gates.COMMAND_FAILED.format(name="`tests`", status="exit 1")),),
+)
+QUALITY_WAITING = GateResult("quality", "waiting", "Waiting for ok-to-test.")
+
+
+@pytest.mark.parametrize(
+    ("result", "name", "conclusion"),
+    [
+        pytest.param(SPEC_PASSED, review.SPEC_CHECK, "success", id="spec-passed"),
+        pytest.param(SPEC_FAILED, review.SPEC_CHECK, "failure", id="spec-failed"),
+        pytest.param(QUALITY_PASSED, review.QUALITY_CHECK, "success", id="quality-passed"),
+        pytest.param(QUALITY_FAILED, review.QUALITY_CHECK, "failure", id="quality-failed"),
+        pytest.param(
+            QUALITY_WAITING, review.QUALITY_CHECK, "action_required", id="quality-waiting"
+        ),
+    ],
+)
+def test_publish(result: GateResult, name: str, conclusion: str) -> None:
+    assert conclusion == gates.conclusion(result)
+    assert review.publish(REPO, HEAD, result) == PublishCheck(
+        repo=REPO,
+        head_sha=HEAD,
+        name=name,
+        key=check_key(result.gate),
+        status="completed",
+        conclusion=conclusion,
+        output=gates.check_run_output(result),
+        reason=f"review: {result.gate} gate: {result.outcome}",
+    )
+
+
+def test_check_keys_are_stable_per_repository_head_and_gate() -> None:
+    started = {
+        check.name: check.key
+        for check in review.review_started(REPO, HEAD)
+        if isinstance(check, PublishCheck)
+    }
+    assert started[review.SPEC_CHECK] == review.publish(REPO, HEAD, SPEC_FAILED).key
+    assert started[review.QUALITY_CHECK] == review.publish(REPO, HEAD, QUALITY_PASSED).key
+    keys = {
+        review.publish(repo, head, result).key
+        for repo in (REPO, "octo/other")
+        for head in (HEAD, OLD)
+        for result in (SPEC_PASSED, QUALITY_PASSED)
+    }
+    assert len(keys) == 8
+
+
+def check(name: str, status: str = "completed", head: str = HEAD) -> CheckResult:
+    return CheckResult(name, head, status, "failure" if status == "completed" else None)
+
+
+REQUIRED = Config(review=Review(required_checks=["ci/test", "lint"]))
+
+
+@pytest.mark.parametrize(
+    ("config", "checks", "expected"),
+    [
+        pytest.param(DEFAULT_CONFIG, [], False, id="nothing-required"),
+        pytest.param(REQUIRED, [check("ci/test")], True, id="required-never-reported"),
+        pytest.param(
+            REQUIRED, [check("ci/test"), check("lint", "in_progress")], True, id="still-running"
+        ),
+        pytest.param(
+            REQUIRED, [check("ci/test"), check("lint", head=OLD)], True, id="done-on-another-head"
+        ),
+        pytest.param(
+            REQUIRED,
+            [check("ci/test"), check("lint"), check("other", "queued")],
+            False,
+            id="all-required-completed-even-failed",
+        ),
+    ],
+)
+def test_checks_pending(config: Config, checks: list[CheckResult], expected: bool) -> None:
+    assert review.checks_pending(config, HEAD, checks) is expected
+
+
+# -- security escalations -------------------------------------------------------------------
+
+SECRET = Escalation("secret", "AWS Access Key", "app/keys.py:4")
+PROTECTED = Escalation("protected-path", gates.PROTECTED_WHAT, ".github/workflows/ci.yml")
+MAINTAINERS = Config(maintainers=["alice", "bob"])
+
+
+def urgent(escalation: Escalation, mentions: str) -> list[Action]:
+    what = gates.plain(escalation.what, 100)
+    where = gates.code(escalation.where)
+    place = hashlib.sha256(escalation.where.encode()).hexdigest()[:16]
+    key = f"security:{REPO}#{PR}:{escalation.kind}:{place}"
+    why = f"review: security escalation ({escalation.kind}) in #{PR}"
+    return [
+        RecordEscalation(
+            repo=REPO,
+            number=TASK,
+            level="immediate",
+            category="security",
+            summary=f"{what} at {where} in #{PR}",
+            key=key,
+            reason=why,
+        ),
+        OpenIssue(
+            repo=REPO,
+            title=review.SECURITY_TITLE.format(what=what, pull=PR),
+            body=review.SECURITY_BODY.format(
+                what=what, where=where, pull=PR, task=TASK, mentions=mentions
+            ).strip(),
+            labels=(review.URGENT_LABEL,),
+            key=key,
+            reason=why,
+        ),
+    ]
+
+
+def with_escalations(*escalations: Escalation) -> Verdict:
+    return Verdict("fix", "x", 1, escalations=escalations)
+
+
+@pytest.mark.parametrize(
+    ("verdict", "config", "expected"),
+    [
+        pytest.param(with_escalations(), MAINTAINERS, [], id="none"),
+        pytest.param(
+            with_escalations(SECRET),
+            MAINTAINERS,
+            urgent(SECRET, "@alice @bob"),
+            id="secret-mentions-maintainers",
+        ),
+        pytest.param(
+            with_escalations(SECRET, PROTECTED),
+            MAINTAINERS,
+            [*urgent(SECRET, "@alice @bob"), *urgent(PROTECTED, "@alice @bob")],
+            id="one-issue-per-cause",
+        ),
+        pytest.param(
+            with_escalations(PROTECTED), DEFAULT_CONFIG, urgent(PROTECTED, ""), id="no-maintainers"
+        ),
+        pytest.param(
+            Verdict("merge", gates.MERGE_REASON, escalations=(SECRET,)),
+            Config(escalation="security-only", maintainers=["alice"]),
+            urgent(SECRET, "@alice"),
+            id="security-only-still-opens-the-issue",
+        ),
+    ],
+)
+def test_escalate(verdict: Verdict, config: Config, expected: list[Action]) -> None:
+    assert review.escalate(REPO, facts(), verdict, config) == expected
+
+
+def test_escalation_keys_are_stable_and_bounded() -> None:
+    long = Escalation("secret", "Private Key", "d/" * 99 + "k.pem:12")
+    first = review.escalate(REPO, facts(), with_escalations(SECRET, long), MAINTAINERS)
+    again = review.escalate(REPO, facts(), with_escalations(SECRET, long), MAINTAINERS)
+    keys = [a.key for a in first if isinstance(a, RecordEscalation)]
+    assert keys == [a.key for a in again if isinstance(a, RecordEscalation)]
+    assert len(set(keys)) == 2
+    # the store keeps escalation keys in 256 characters, with a full-length repository name
+    long_repo = f"{'o' * 39}/{'r' * 100}"
+    longest = review.escalate(long_repo, facts(), with_escalations(long), MAINTAINERS)
+    assert all(len(a.key) <= 256 for a in longest if isinstance(a, RecordEscalation | OpenIssue))
+
+
+# -- the verdict's conclusion ---------------------------------------------------------------
+
+
+def fix_review(verdict: Verdict, mention: str = f"@{AGENT} ") -> SubmitReview:
+    round_ = verdict.round or DEFAULT_CONFIG.limits.max_fix_rounds
+    return SubmitReview(
+        repo=REPO,
+        number=PR,
+        commit_id=HEAD,
+        event="REQUEST_CHANGES",
+        body=mention
+        + gates.fix_instructions(
+            TASK, [SPEC_FAILED, QUALITY_FAILED], round_, DEFAULT_CONFIG.limits.max_fix_rounds
+        ),
+        key=f"review:{REPO}#{PR}@{HEAD}:changes",
+        reason=f"review: {verdict.reason}",
+    )
+
+
+FIX = gates.verdict(SPEC_FAILED, QUALITY_FAILED, fix_rounds=1, max_fix_rounds=5)
+BLOCKED = gates.verdict(SPEC_FAILED, QUALITY_FAILED, fix_rounds=5, max_fix_rounds=5)
+WAIT = gates.verdict(SPEC_PASSED, QUALITY_WAITING, fix_rounds=0, max_fix_rounds=5)
+FIX_WHY = f"review: {FIX.reason}"
+BLOCKED_WHY = f"review: {BLOCKED.reason}"
+
+
+def fixed(
+    verdict: Verdict = FIX, transition: bool = True, mention: str = f"@{AGENT} "
+) -> list[Action]:
+    why = f"review: {verdict.reason}"
+    move = [moved("in_review", "changes_requested", "request_changes", why)]
+    return [
+        *(move if transition else []),
+        CountFixRound(repo=REPO, number=PR, head_sha=HEAD, reason=why),
+        fix_review(verdict, mention),
+    ]
+
+
+def blocked(verdict: Verdict = BLOCKED, transition: bool = True) -> list[Action]:
+    why = f"review: {verdict.reason}"
+    move = [moved("in_review", "blocked", "block", why, previous="in_review")]
+    return [
+        *(move if transition else []),
+        fix_review(verdict),
+        AddLabels(repo=REPO, number=PR, labels=(review.BLOCKED_LABEL,), reason=why),
+        RecordEscalation(
+            repo=REPO,
+            number=TASK,
+            level="deferred",
+            category="fix-rounds",
+            summary=f"#{PR}: {verdict.reason}",
+            key=f"fix-rounds:{REPO}#{PR}",
+            reason=why,
+        ),
+    ]
+
+
+def waiting(who: str) -> list[Action]:
+    return [
+        Comment(
+            repo=REPO,
+            number=PR,
+            body=review.WAITING_COMMENT.format(pull=PR, who=who),
+            key=f"ok-to-test-wanted:{REPO}#{PR}@{HEAD}",
+            reason=f"review: {gates.WAIT_REASON}",
+        )
+    ]
+
+
+@pytest.mark.parametrize(
+    ("verdict", "pull", "found", "expected"),
+    [
+        pytest.param(
+            WAIT,
+            facts(author="stranger", fork=True),
+            REVIEWED,
+            waiting("a fork"),
+            id="wait-fork",
+        ),
+        pytest.param(
+            WAIT,
+            facts(author="drive-by"),
+            REVIEWED,
+            waiting("@drive-by, not the task's agent"),
+            id="wait-other-author",
+        ),
+        pytest.param(FIX, facts(), REVIEWED, fixed(), id="fix-requests-changes"),
+        pytest.param(FIX, facts(), None, fixed(transition=False), id="fix-without-task"),
+        pytest.param(
+            FIX,
+            facts(),
+            task(TaskState.CHANGES_REQUESTED),
+            fixed(transition=False),
+            id="fix-already-changes-requested",
+        ),
+        pytest.param(
+            FIX, facts(agent=None), REVIEWED, fixed(mention=""), id="fix-with-no-agent-to-mention"
+        ),
+        pytest.param(BLOCKED, facts(), REVIEWED, blocked(), id="blocked-after-the-last-round"),
+        pytest.param(
+            Verdict("blocked", BLOCKED.reason, None, True),
+            facts(),
+            REVIEWED,
+            blocked(Verdict("blocked", BLOCKED.reason, None, True)),
+            id="blocked-round-defaults-to-the-limit",
+        ),
+        pytest.param(BLOCKED, facts(), None, blocked(transition=False), id="blocked-without-task"),
+    ],
+)
+def test_conclude(
+    verdict: Verdict, pull: PullFacts, found: Task | None, expected: list[Action]
+) -> None:
+    actions = review.conclude(
+        REPO, pull, verdict, SPEC_FAILED, QUALITY_FAILED, DEFAULT_CONFIG, found
+    )
+    assert actions == expected
+
+
+def test_fix_instructions_mention_the_agent_and_the_round() -> None:
+    (_, _, request) = review.conclude(
+        REPO, facts(), FIX, SPEC_FAILED, QUALITY_FAILED, DEFAULT_CONFIG, REVIEWED
+    )
+    assert isinstance(request, SubmitReview)
+    assert request.body.startswith(f"@{AGENT} ")
+    assert gates.FIX_HEADING.format(task=TASK, round=2, max_rounds=5) in request.body
+
+
+# -- approving and merging ------------------------------------------------------------------
+
+
+def test_approve() -> None:
+    assert review.approve(REPO, facts()) == [
+        SubmitReview(
+            repo=REPO,
+            number=PR,
+            commit_id=HEAD,
+            event="APPROVE",
+            body=review.APPROVED.format(sha=HEAD[:7]),
+            key=f"review:{REPO}#{PR}@{HEAD}:approve",
+            reason="review: both gates passed",
+        )
+    ]
+
+
+@pytest.mark.parametrize(
+    ("config", "method"),
+    [
+        pytest.param(DEFAULT_CONFIG, "squash", id="default-squash"),
+        pytest.param(Config(review=Review(merge_method="merge")), "merge", id="merge"),
+        pytest.param(Config(review=Review(merge_method="rebase")), "rebase", id="rebase"),
+    ],
+)
+def test_merge(config: Config, method: Literal["merge", "squash", "rebase"]) -> None:
+    assert review.merge(REPO, facts(), config) == Merge(
+        repo=REPO,
+        number=PR,
+        sha=HEAD,
+        method=method,
+        reason="review: both gates passed and GitHub says it can merge",
+    )
+
+
+MERGED_WHY = f"review: #{PR} merged"
+MERGED_COMMENT = Comment(
+    repo=REPO,
+    number=TASK,
+    body=review.MERGED.format(pull=PR, sha=HEAD[:7]),
+    key=f"merged:{REPO}#{PR}",
+    reason=MERGED_WHY,
+)
+
+
+@pytest.mark.parametrize(
+    ("found", "expected"),
+    [
+        pytest.param(
+            REVIEWED,
+            [moved("in_review", "done", "finish", MERGED_WHY), MERGED_COMMENT],
+            id="task-merged-then-done",
+        ),
+        pytest.param(None, [MERGED_COMMENT], id="no-task"),
+        pytest.param(task(TaskState.BLOCKED), [MERGED_COMMENT], id="blocked-task-not-moved"),
+        pytest.param(task(TaskState.DONE), [MERGED_COMMENT], id="already-done"),
+    ],
+)
+def test_merged(found: Task | None, expected: list[Action]) -> None:
+    assert review.merged(REPO, facts(), found) == expected
+
+
+CONFLICT = MergeDecision("conflict", gates.MERGE_CONFLICT)
+GAVE_UP = MergeDecision("give-up", gates.MERGE_GAVE_UP.format(max_polls=5))
+
+
+def cannot(
+    decision: MergeDecision, category: str, text: str, transition: bool = True
+) -> list[Action]:
+    why = f"review: {decision.reason}"
+    move = [moved("in_review", "blocked", "block", why, previous="in_review")]
+    key = f"{category}:{REPO}#{PR}@{HEAD}"
+    return [
+        *(move if transition else []),
+        AddLabels(repo=REPO, number=PR, labels=(review.BLOCKED_LABEL,), reason=why),
+        Comment(repo=REPO, number=PR, body=text, key=key, reason=why),
+        RecordEscalation(
+            repo=REPO,
+            number=TASK,
+            level="deferred",
+            category=category,
+            summary=f"#{PR}: {decision.reason}",
+            key=key,
+            reason=why,
+        ),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("decision", "pull", "found", "expected"),
+    [
+        pytest.param(
+            CONFLICT,
+            facts(),
+            REVIEWED,
+            cannot(
+                CONFLICT,
+                "conflict",
+                review.CONFLICT.format(mention=f"@{AGENT} ", pull=PR, base="main"),
+            ),
+            id="conflict-asks-the-agent-to-rebase",
+        ),
+        pytest.param(
+            CONFLICT,
+            facts(agent=None),
+            None,
+            cannot(
+                CONFLICT,
+                "conflict",
+                review.CONFLICT.format(mention="", pull=PR, base="main"),
+                transition=False,
+            ),
+            id="conflict-without-task-or-agent",
+        ),
+        pytest.param(
+            GAVE_UP,
+            facts(),
+            REVIEWED,
+            cannot(
+                GAVE_UP,
+                "merge",
+                review.GAVE_UP.format(mention=f"@{AGENT} ", pull=PR, reason=GAVE_UP.reason),
+            ),
+            id="give-up",
+        ),
+        pytest.param(
+            MergeDecision("give-up", "GitHub refused to merge it"),
+            facts(),
+            task(TaskState.BLOCKED),
+            cannot(
+                MergeDecision("give-up", "GitHub refused to merge it"),
+                "merge",
+                review.GAVE_UP.format(
+                    mention=f"@{AGENT} ", pull=PR, reason="GitHub refused to merge it"
+                ),
+                transition=False,
+            ),
+            id="refused-while-already-blocked",
+        ),
+    ],
+)
+def test_cannot_merge(
+    decision: MergeDecision, pull: PullFacts, found: Task | None, expected: list[Action]
+) -> None:
+    actions = review.cannot_merge(REPO, pull, decision, DEFAULT_CONFIG, found)
+    assert actions == expected
+    assert not any(isinstance(a, Merge) for a in actions)
+    assert not any(isinstance(a, SubmitReview) and a.event == "APPROVE" for a in actions)

@@ -1,0 +1,469 @@
+"""The git port against real repositories: a bare "GitHub" in tmp_path, served from disk
+or over smart HTTP with basic authentication."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import shutil
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import pygit2
+import pytest
+
+from app.effects.git import (
+    MAX_ADDED_LINE_CHARS,
+    MAX_ADDED_LINES_PER_FILE,
+    TEMP_BRANCH_PREFIX,
+    GitError,
+    Mirrors,
+)
+from tests.effects.gitrepos import GitHttpServer, commit
+
+REPO = "octo/widget"
+ROOT = Path(__file__).resolve().parents[2]
+TOKEN = "ghs_TestInstallationToken0123456789abcdef"
+BASE_FILES = {
+    "README.md": b"# widget\n",
+    "src/widget.py": b"def widget():\n    return 1\n",
+    "src/deep/nested/data.txt": b"one\ntwo\nthree\n",
+}
+
+
+@dataclass
+class Remote:
+    """A bare repository standing in for GitHub: `main`, and pull request 7 on top of it."""
+
+    root: Path
+    repo: pygit2.Repository
+    main: str
+    pull: str
+
+    def clone_url(self, repo: str) -> str:
+        return str(self.root / f"{repo}.git")
+
+
+def make_remote(root: Path, name: str = REPO) -> Remote:
+    repo = pygit2.init_repository(str(root / f"{name}.git"), bare=True)
+    main = commit(repo, BASE_FILES, ref="refs/heads/main", message="base")
+    head = commit(
+        repo,
+        {**BASE_FILES, "src/widget.py": b"def widget():\n    return 2\n", "NEW.md": b"new\n"},
+        parents=(main,),
+        ref="refs/pull/7/head",
+        message="pull request",
+    )
+    return Remote(root, repo, main, head)
+
+
+@pytest.fixture
+def remote(tmp_path: Path) -> Remote:
+    return make_remote(tmp_path / "github")
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> Path:
+    return tmp_path / "cache"
+
+
+@pytest.fixture
+def mirrors(cache: Path, remote: Remote) -> Mirrors:
+    return Mirrors(cache, clone_url=remote.clone_url)
+
+
+def mirror_of(cache: Path, repo: str = REPO) -> pygit2.Repository:
+    owner, name = repo.lower().split("/")
+    return pygit2.Repository(str(cache / "mirrors" / owner / f"{name}.git"))
+
+
+def worktree_count(cache: Path) -> int:
+    """Worktrees the mirror knows of, and temporary branches left for them."""
+    mirror = mirror_of(cache)
+    temporary = [b for b in mirror.listall_branches() if b.startswith(TEMP_BRANCH_PREFIX)]
+    return len(mirror.list_worktrees()) + len(temporary)
+
+
+# -- fetch ------------------------------------------------------------------------------
+
+
+def test_fetch_creates_a_bare_mirror_with_the_pull_head_and_the_base(
+    mirrors: Mirrors, remote: Remote, cache: Path
+) -> None:
+    mirrors.fetch(REPO, None, pull=7, branches=["main"])
+
+    mirror = mirror_of(cache)
+    assert mirror.is_bare
+    assert mirrors.head_of_pull(REPO, 7) == remote.pull
+    assert str(mirror.lookup_reference("refs/nightshift/pull/7").target) == remote.pull
+    assert str(mirror.lookup_reference("refs/heads/main").target) == remote.main
+    assert list(mirror.remotes) == []  # every fetch names its URL; nothing is stored
+    assert not (Path(mirror.path) / "FETCH_HEAD").exists()
+
+
+def test_a_later_fetch_brings_new_and_force_pushed_heads(mirrors: Mirrors, remote: Remote) -> None:
+    mirrors.fetch(REPO, None, pull=7)
+    pushed = commit(remote.repo, {"README.md": b"more\n"}, parents=(remote.pull,), ref=None)
+    remote.repo.references.create("refs/pull/7/head", pushed, force=True)
+    mirrors.fetch(REPO, None, pull=7)
+    assert mirrors.head_of_pull(REPO, 7) == pushed
+
+    rewritten = commit(remote.repo, {"README.md": b"rewritten\n"}, parents=(remote.main,))
+    remote.repo.references.create("refs/pull/7/head", rewritten, force=True)
+    mirrors.fetch(REPO, None, pull=7)
+    assert mirrors.head_of_pull(REPO, 7) == rewritten
+
+
+def test_fetching_a_missing_pull_request_fails(mirrors: Mirrors) -> None:
+    with pytest.raises(GitError, match="refs/pull/8/head of octo/widget failed"):
+        mirrors.fetch(REPO, None, pull=8)
+    with pytest.raises(GitError, match="#8 of octo/widget has not been fetched"):
+        mirrors.head_of_pull(REPO, 8)
+
+
+def test_a_fetch_waits_for_another_process_holding_the_repository_lock(
+    mirrors: Mirrors, remote: Remote, cache: Path
+) -> None:
+    make_remote(remote.root, "octo/other")
+    lock = cache / "locks" / "octo" / "widget.lock"
+    lock.parent.mkdir(parents=True)
+    hold = (
+        "import fcntl, sys; f = open(sys.argv[1], 'a'); fcntl.flock(f, fcntl.LOCK_EX);"
+        " print('locked', flush=True); sys.stdin.read()"
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", hold, str(lock)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as holder:
+        assert holder.stdout is not None and holder.stdin is not None
+        assert holder.stdout.readline() == "locked\n"
+        errors: list[BaseException] = []
+
+        def fetch() -> None:
+            try:
+                mirrors.fetch(REPO, None, pull=7)
+            except BaseException as exc:
+                errors.append(exc)
+
+        waiting = threading.Thread(target=fetch)
+        waiting.start()
+        try:
+            mirrors.fetch("octo/other", None, pull=7)  # another repository is not held up
+            waiting.join(0.3)
+            assert waiting.is_alive()
+            assert not (cache / "mirrors" / "octo" / "widget.git").exists()
+        finally:
+            holder.stdin.close()  # the holder exits, and its lock goes with it
+        waiting.join(20)
+    assert not waiting.is_alive() and errors == []
+    assert mirrors.head_of_pull(REPO, 7) == remote.pull
+
+
+# -- authentication over smart HTTP -------------------------------------------------------
+
+
+def test_an_authenticated_fetch_sends_the_token_and_stores_it_nowhere(
+    tmp_path: Path,
+    remote: Remote,
+    cache: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Neither the operator's tracing nor a stray GIT_DIR may reach the fetch.
+    monkeypatch.setenv("GIT_TRACE_CURL", str(tmp_path / "curl-trace"))
+    monkeypatch.setenv("GIT_DIR", str(tmp_path / "elsewhere"))
+    caplog.set_level(logging.DEBUG)
+    with GitHttpServer(remote.root, token=TOKEN) as server:
+        mirrors = Mirrors(cache, clone_url=server.url)
+        mirrors.fetch(REPO, TOKEN, pull=7, branches=["main"])
+        with mirrors.worktree(REPO, mirrors.head_of_pull(REPO, 7), label="pr-7") as path:
+            assert (path / "NEW.md").read_bytes() == b"new\n"
+
+    assert server.requests and all(request.authorized for request in server.requests)
+    assert mirrors.head_of_pull(REPO, 7) == remote.pull
+    assert not (tmp_path / "curl-trace").exists()
+    secrets = (TOKEN.encode(), base64.b64encode(f"x-access-token:{TOKEN}".encode()))
+    files = [p for p in cache.rglob("*") if p.is_file()]
+    assert files
+    for file in files:
+        data = file.read_bytes()
+        assert not any(secret in data for secret in secrets), file
+    assert TOKEN not in caplog.text
+
+
+def test_a_wrong_token_fails_without_revealing_it(
+    remote: Remote, cache: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    wrong = "ghs_WrongToken9876543210"
+    with GitHttpServer(remote.root, token=TOKEN) as server:
+        mirrors = Mirrors(cache, clone_url=server.url)
+        with pytest.raises(GitError) as failure:
+            mirrors.fetch(REPO, wrong, pull=7)
+        with pytest.raises(GitError):
+            mirrors.fetch(REPO, None, pull=7)
+
+    assert "failed" in str(failure.value)
+    assert wrong not in str(failure.value) and wrong not in caplog.text
+    assert server.requests and not any(request.authorized for request in server.requests)
+
+
+# -- worktrees ----------------------------------------------------------------------------
+
+
+def test_a_worktree_is_checked_out_detached_at_the_head_and_removed_after(
+    mirrors: Mirrors, remote: Remote, cache: Path
+) -> None:
+    mirrors.fetch(REPO, None, pull=7)
+    with mirrors.worktree(REPO, remote.pull, label="pr 7/../x") as path:
+        assert (path / "src" / "widget.py").read_bytes() == b"def widget():\n    return 2\n"
+        assert (path / "src/deep/nested/data.txt").read_bytes() == b"one\ntwo\nthree\n"
+        checkout = pygit2.Repository(str(path))
+        assert checkout.head_is_detached
+        assert str(checkout.head.target) == remote.pull
+        assert checkout.status() == {}
+        assert path.parent == cache / "worktrees" / "octo" / "widget"
+        assert worktree_count(cache) == 1
+
+    assert not path.exists()
+    assert worktree_count(cache) == 0
+    assert list(path.parent.iterdir()) == []  # the lock file went too
+
+
+def test_a_worktree_is_removed_when_the_review_raises(
+    mirrors: Mirrors, remote: Remote, cache: Path
+) -> None:
+    mirrors.fetch(REPO, None, pull=7)
+    seen: list[Path] = []
+
+    def review() -> None:
+        with mirrors.worktree(REPO, remote.pull, label="pr-7") as path:
+            seen.append(path)
+            (path / "build").mkdir()
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        review()
+    assert seen and not seen[0].exists()
+    assert worktree_count(cache) == 0
+
+
+def test_a_worktree_is_removed_even_when_its_code_took_write_permission_away(
+    mirrors: Mirrors, remote: Remote
+) -> None:
+    mirrors.fetch(REPO, None, pull=7)
+    with mirrors.worktree(REPO, remote.pull, label="pr-7") as path:
+        (path / "src" / "deep").chmod(0o500)
+        (path / "locked").mkdir()
+        (path / "locked" / "inner").mkdir()
+        (path / "locked").chmod(0)
+    assert not path.exists()
+
+
+def test_a_worktree_needs_a_fetched_commit(mirrors: Mirrors, remote: Remote) -> None:
+    with pytest.raises(GitError, match="no mirror of octo/widget"):
+        mirrors.worktree(REPO, remote.pull, label="pr-7").__enter__()
+    mirrors.fetch(REPO, None, branches=["main"])
+    with (
+        pytest.raises(GitError, match="has no commit"),
+        mirrors.worktree(REPO, remote.pull, label="pr-7"),
+    ):
+        pass
+
+
+CRASH = """
+import os, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from app.effects.git import Mirrors
+with Mirrors(Path(sys.argv[2])).worktree(sys.argv[3], sys.argv[4], label="crash") as path:
+    print(path, flush=True)
+    os._exit(3)
+"""
+
+
+def test_cleanup_removes_worktrees_a_crashed_process_left_and_spares_live_ones(
+    mirrors: Mirrors, remote: Remote, cache: Path
+) -> None:
+    mirrors.fetch(REPO, None, pull=7)
+    crashed = subprocess.run(
+        [sys.executable, "-c", CRASH, str(ROOT), str(cache), REPO, remote.pull],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert crashed.returncode == 3, crashed.stderr
+    left = Path(crashed.stdout.strip())
+    assert (left / "README.md").exists()
+
+    with mirrors.worktree(REPO, remote.pull, label="live") as live:
+        assert worktree_count(cache) == 2
+        assert mirrors.cleanup() == 1
+        assert not left.exists()
+        assert live.exists() and (live / "README.md").exists()
+        assert worktree_count(cache) == 1
+    assert worktree_count(cache) == 0
+    assert mirrors.cleanup() == 0
+
+
+def test_cleanup_prunes_metadata_whose_directory_is_gone(
+    mirrors: Mirrors, remote: Remote, cache: Path
+) -> None:
+    mirrors.fetch(REPO, None, pull=7)
+    mirror = mirror_of(cache)
+    gone = cache / "worktrees" / "octo" / "widget" / "pr-7-deadbeef"
+    gone.parent.mkdir(parents=True)
+    target = mirror[remote.pull].peel(pygit2.Commit)
+    branch = mirror.branches.local.create(f"{TEMP_BRANCH_PREFIX}pr-7-deadbeef", target)
+    mirror.add_worktree("pr-7-deadbeef", str(gone), branch)
+    shutil.rmtree(gone)
+
+    assert mirrors.cleanup() == 1
+    assert worktree_count(cache) == 0
+
+
+# -- the diff -----------------------------------------------------------------------------
+
+
+def test_the_diff_lists_each_change_since_the_merge_base(mirrors: Mirrors, remote: Remote) -> None:
+    fork = {
+        "keep.txt": b"a\nb\nc\n",
+        "gone.txt": b"bye\n",
+        "old/name.txt": b"".join(b"line %d\n" % n for n in range(1, 11)),
+        "image.bin": b"\x89PNG\x00\x01\x02",
+        "docs/guide.md": b"guide\n",
+    }
+    fork_point = commit(remote.repo, fork, parents=(remote.main,))
+    pull = dict(fork)
+    pull["keep.txt"] = b"a\nB\nc\nd\n"
+    del pull["gone.txt"]
+    renamed = pull.pop("old/name.txt").replace(b"line 5\n", b"line five\n")
+    pull["new/name.txt"] = renamed
+    pull["image.bin"] = b"\x89PNG\x00\x03"
+    pull["app.py"] = b"import os\n\nprint(os.environ)\n"
+    head = commit(remote.repo, pull, parents=(fork_point,), ref="refs/pull/7/head")
+    # On the base branch after the fork point: not the pull request's change.
+    later = {**fork, "docs/guide.md": b"guide, edited\n", "base-only.txt": b"x\n"}
+    base = commit(remote.repo, later, parents=(fork_point,), ref="refs/heads/main")
+    mirrors.fetch(REPO, None, pull=7, branches=["main"])
+
+    diff = mirrors.diff(REPO, "main", head)
+
+    assert (diff.base, diff.head) == (fork_point, head)
+    files = {f.path: f for f in diff.files}
+    assert sorted(files) == ["app.py", "gone.txt", "image.bin", "keep.txt", "new/name.txt"]
+    app, gone, image, keep, moved = (files[p] for p in sorted(files))
+    assert (app.status, app.additions, app.deletions) == ("added", 3, 0)
+    assert [(line.line, line.text) for line in app.added] == [
+        (1, "import os"),
+        (2, ""),
+        (3, "print(os.environ)"),
+    ]
+    assert (gone.status, gone.additions, gone.deletions, gone.added) == ("deleted", 0, 1, ())
+    assert (image.status, image.binary, image.additions, image.added) == (
+        "modified",
+        True,
+        0,
+        (),
+    )
+    assert (keep.status, keep.additions, keep.deletions) == ("modified", 2, 1)
+    assert [(line.line, line.text) for line in keep.added] == [(2, "B"), (4, "d")]
+    assert (moved.status, moved.old_path, moved.additions, moved.deletions) == (
+        "renamed",
+        "old/name.txt",
+        1,
+        1,
+    )
+    assert [(line.line, line.text) for line in moved.added] == [(5, "line five")]
+    assert diff.changed_lines == 3 + 1 + 3 + 2
+    # A commit id for the base gives the same diff.
+    assert mirrors.diff(REPO, base, head) == diff
+
+
+def test_the_diff_keeps_a_bounded_number_of_added_lines(mirrors: Mirrors, remote: Remote) -> None:
+    lines = MAX_ADDED_LINES_PER_FILE + 5
+    generated = b"".join(b"row %d\n" % n for n in range(lines))
+    head = commit(
+        remote.repo,
+        {**BASE_FILES, "generated.txt": generated, "min.js": b"x" * 10_000 + b"\r\n"},
+        parents=(remote.main,),
+        ref="refs/pull/7/head",
+    )
+    mirrors.fetch(REPO, None, pull=7, branches=["main"])
+
+    files = {f.path: f for f in mirrors.diff(REPO, "main", head).files}
+
+    assert files["generated.txt"].additions == lines
+    assert len(files["generated.txt"].added) == MAX_ADDED_LINES_PER_FILE
+    assert files["generated.txt"].added[-1].line == MAX_ADDED_LINES_PER_FILE
+    assert [len(line.text) for line in files["min.js"].added] == [MAX_ADDED_LINE_CHARS]
+
+
+def test_the_diff_refuses_unknown_revisions_and_unrelated_histories(
+    mirrors: Mirrors, remote: Remote
+) -> None:
+    orphan = commit(remote.repo, {"other.txt": b"x\n"}, ref="refs/pull/7/head")
+    mirrors.fetch(REPO, None, pull=7, branches=["main"])
+    with pytest.raises(GitError, match="no common history"):
+        mirrors.diff(REPO, "main", orphan)
+    for revision in ("feature", "main~1", "HEAD@{1}", "0" * 40, "-x", "a..b"):
+        with pytest.raises(GitError, match="has no commit"):
+            mirrors.diff(REPO, revision, orphan)
+
+
+# -- untrusted names ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "repo",
+    [
+        "",
+        "octo",
+        "octo/",
+        "/widget",
+        "../widget",
+        "octo/..",
+        "octo/.",
+        "octo/widget/extra",
+        "octo/../../etc",
+        "-octo/widget",
+        "octo/wid get",
+        "octo/widget\n",
+        "octo\\widget",
+        "a" * 40 + "/widget",
+        "octo/" + "w" * 101,
+    ],
+)
+def test_bad_repository_names_are_refused(mirrors: Mirrors, cache: Path, repo: str) -> None:
+    with pytest.raises(GitError, match="not a GitHub repository name"):
+        mirrors.fetch(repo, None, pull=7)
+    with pytest.raises(GitError, match="not a GitHub repository name"):
+        mirrors.head_of_pull(repo, 7)
+    with pytest.raises(GitError, match="not a GitHub repository name"):
+        mirrors.diff(repo, "main", "main")
+    with pytest.raises(GitError, match="not a GitHub repository name"):
+        mirrors.worktree(repo, "0" * 40, label="x").__enter__()
+    assert not cache.exists()
+
+
+@pytest.mark.parametrize("pull", [0, -1, True])
+def test_bad_pull_numbers_are_refused(mirrors: Mirrors, cache: Path, pull: int) -> None:
+    with pytest.raises(GitError, match="not a pull request number"):
+        mirrors.fetch(REPO, None, pull=pull)
+
+
+@pytest.mark.parametrize("branch", ["-main", "a..b", "a:b", "a*", "", "a b", "refs/../x"])
+def test_bad_branch_names_are_refused(mirrors: Mirrors, branch: str) -> None:
+    with pytest.raises(GitError, match="not a branch name"):
+        mirrors.fetch(REPO, None, branches=[branch])
+
+
+def test_names_differing_in_case_share_one_mirror(mirrors: Mirrors, cache: Path) -> None:
+    mirrors.fetch(REPO, None, pull=7)
+    assert mirrors.head_of_pull("Octo/Widget", 7) == mirrors.head_of_pull(REPO, 7)
+    assert [p.name for p in (cache / "mirrors").iterdir()] == ["octo"]

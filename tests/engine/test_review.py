@@ -1,0 +1,385 @@
+"""The review, end to end: a pull_request delivery, the durable review workflow on the real
+engine, a real git repository fetched into a real mirror, the commands in the real sandbox,
+and the shared fake GitHub receiving the check runs, the review and the merge."""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pygit2
+import pytest
+import yaml
+from dbos import DBOS
+
+from app.core import gates
+from app.core.rules import review as rules
+from app.effects.store import NewDelivery
+from app.engine.runtime import Runtime
+from app.settings import Settings
+from tests.effects.gitrepos import commit
+from tests.fakes.github import FakeGitHub
+from tests.helpers import (
+    app_client,
+    body_of,
+    command_comment,
+    pull_request_event,
+    workflow_run_event,
+)
+
+REPO = "octo/repo"
+TASK = 5
+AGENT = "agent-bot"
+ISSUE_BODY = """Make the greeting friendlier.
+
+## Acceptance criteria
+- [ ] greet says hello
+
+## Scope
+- `src/**`
+- `tests/**`
+"""
+PR_BODY = "Closes #5\n\n- [x] greet says hello\n"
+BASE_FILES = {
+    "README.md": b"# repo\n",
+    "src/greet.txt": b"hi\n",
+    "tests/check.sh": b'grep -q hello src/greet.txt || { echo "greeting is not hello"; exit 1; }\n',
+}
+GOOD_CHANGE = {
+    "src/greet.txt": b"hello\n",
+    "tests/check.sh": BASE_FILES["tests/check.sh"] + b"# checks the greeting\n",
+}
+CONFIG: dict[str, Any] = {
+    "review": {
+        "commands": [{"name": "tests", "run": "sh tests/check.sh", "timeout_seconds": 60}],
+        "required_checks": ["ci/test"],
+        "code_paths": ["src/**"],
+        "test_paths": ["tests/**"],
+    }
+}
+needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap missing")
+
+
+@dataclass
+class Scene:
+    runtime: Runtime
+    fake: FakeGitHub
+    origin: pygit2.Repository
+    base: str
+    deliveries: Iterator[int]
+
+    def push(
+        self, number: int, change: Mapping[str, bytes | None], *, parent: str | None = None
+    ) -> str:
+        """A commit of the base with `change` (None deletes), as the PR's head on "GitHub"."""
+        files = dict(BASE_FILES)
+        for path, data in change.items():
+            if data is None:
+                files.pop(path, None)
+            else:
+                files[path] = data
+        sha = commit(
+            self.origin, files, parents=(parent or self.base,), ref=f"refs/pull/{number}/head"
+        )
+        if (REPO, number) in self.fake.pulls:
+            self.fake.push(REPO, number, sha)
+        return sha
+
+    def open(
+        self,
+        number: int,
+        change: Mapping[str, bytes | None],
+        *,
+        author: str = AGENT,
+        fork: bool = False,
+        body: str = PR_BODY,
+        ci: str | None = "success",
+        action: str = "opened",
+    ) -> str:
+        sha = self.push(number, change)
+        self.fake.pull(
+            REPO,
+            number,
+            title="Friendlier greeting",
+            body=body,
+            head_ref=f"nightshift/issue-{TASK}-greeting",
+            head_sha=sha,
+            base_sha=self.base,
+            author=author,
+            fork=fork,
+        )
+        if ci is not None:
+            self.fake.add_check(REPO, sha, "ci/test", conclusion=ci)
+        self.deliver("pull_request", self.pr_event(number, sha, action, author, fork, body))
+        return sha
+
+    def pr_event(
+        self,
+        number: int,
+        sha: str,
+        action: str,
+        author: str = AGENT,
+        fork: bool = False,
+        body: str = PR_BODY,
+    ) -> dict[str, Any]:
+        return pull_request_event(
+            action,
+            number=number,
+            head_sha=sha,
+            body=body,
+            head_ref=f"nightshift/issue-{TASK}-greeting",
+            author=author,
+            fork=fork,
+        )
+
+    def deliver(self, event: str, data: Mapping[str, Any]) -> str:
+        delivery_id = f"d{next(self.deliveries)}"
+        action = data.get("action")
+        item = NewDelivery(
+            delivery_id, event, action if isinstance(action, str) else None, REPO, 77, body_of(data)
+        )
+        assert self.runtime.store.insert_deliveries([item]) == {delivery_id}
+        self.runtime.wake()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            rows = {r.id: r for r in self.runtime.store.list_deliveries(limit=1000)}
+            row = rows.get(delivery_id)
+            if row is not None and row.status not in ("queued",):
+                assert row.status in ("done", "ignored"), row.error
+                return row.status
+            time.sleep(0.05)
+        raise AssertionError(f"delivery {delivery_id} not processed")
+
+    def review(self, number: int, sha: str, attempt: str = "push") -> str:
+        """Wait for the review of that head and return how it ended."""
+        workflow = f"review:{REPO}#{number}@{sha}:{attempt}"
+        deadline = time.monotonic() + 60
+        while DBOS.get_workflow_status(workflow) is None:
+            assert time.monotonic() < deadline, f"{workflow} never started"
+            time.sleep(0.05)
+        return str(DBOS.retrieve_workflow(workflow).get_result())
+
+    def state(self) -> str:
+        task = self.runtime.store.task(REPO, TASK)
+        assert task is not None
+        return task.state.value
+
+    def checks(self, sha: str) -> dict[str, tuple[str | None, str]]:
+        """Nightshift's check runs on the head: name -> (conclusion, output title)."""
+        return {
+            run["name"]: (run["conclusion"], (run.get("output") or {}).get("title", ""))
+            for run in self.fake.check_runs.values()
+            if run["head_sha"] == sha and run["name"].startswith(rules.CHECK_PREFIX)
+        }
+
+
+@pytest.fixture
+def scene(settings: Settings, fake_github: FakeGitHub, tmp_path: Path) -> Iterator[Scene]:
+    origin_path = tmp_path / "origin.git"
+    origin = pygit2.init_repository(str(origin_path), bare=True)
+    base = commit(origin, BASE_FILES, ref="refs/heads/main")
+    fake_github.files[(REPO, ".github/nightshift.yml")] = yaml.safe_dump(CONFIG)
+    issue = fake_github.issue(REPO, TASK)
+    issue.title, issue.body = "Friendlier greeting", ISSUE_BODY
+    fast = settings.model_copy(update={"ci_poll_seconds": 0.05})
+    runtime = Runtime(fast, github=app_client(fake_github), clone_url=lambda repo: str(origin_path))
+    runtime.launch(workers=True)
+    runtime.store.transition(REPO, TASK, None, "in_progress", None)
+    runtime.store.set_task_agent(REPO, TASK, AGENT)
+    try:
+        yield Scene(runtime, fake_github, origin, base, itertools.count(1))
+    finally:
+        runtime.shutdown()
+
+
+SPEC, QUALITY = rules.SPEC_CHECK, rules.QUALITY_CHECK
+
+
+@needs_bwrap
+def test_a_pr_that_passes_both_gates_is_merged_at_the_reviewed_head(scene: Scene) -> None:
+    sha = scene.open(7, GOOD_CHANGE)
+    assert scene.review(7, sha) == "merged"
+    short = sha[:7]
+    assert scene.fake.effects == [
+        f"{REPO}@{short}:check:{SPEC}:in_progress",
+        f"{REPO}@{short}:check:{QUALITY}:in_progress",
+        f"{REPO}@{short}:check:{SPEC}:success",
+        f"{REPO}@{short}:check:{QUALITY}:success",
+        f"{REPO}#7:review:APPROVE",
+        f"{REPO}#7:merged@{short}:squash",
+        f"{REPO}#{TASK}:comment:{rules.MERGED.format(pull=7, sha=short)}",
+    ]
+    merges = [r for r in scene.fake.requests if r.method == "PUT"]
+    assert [r.json for r in merges] == [{"sha": sha, "merge_method": "squash"}]
+    assert scene.state() == "done"
+
+
+@needs_bwrap
+def test_scope_creep_gets_fix_instructions_listing_each_path_outside(scene: Scene) -> None:
+    sha = scene.open(8, {**GOOD_CHANGE, "docs/extra.md": b"more\n", "setup.cfg": b"[x]\n"})
+    assert scene.review(8, sha) == "fix"
+    assert scene.checks(sha)[SPEC][0] == "failure"
+    review = scene.fake.pulls[(REPO, 8)].reviews[-1]
+    assert review["state"] == "CHANGES_REQUESTED"
+    assert "`docs/extra.md`" in review["body"] and "`setup.cfg`" in review["body"]
+    assert f"@{AGENT}" in review["body"]
+    assert not any(":merged@" in e for e in scene.fake.effects)
+    assert scene.state() == "changes_requested"
+    pull = scene.runtime.store.pull(REPO, 8)
+    assert pull is not None and pull.fix_rounds == 1
+
+
+@needs_bwrap
+def test_failing_tests_get_fix_instructions_then_the_fix_is_merged(scene: Scene) -> None:
+    bad = scene.open(9, {**GOOD_CHANGE, "src/greet.txt": b"hey\n"})
+    assert scene.review(9, bad) == "fix"
+    assert scene.checks(bad) == {
+        SPEC: ("success", scene.checks(bad)[SPEC][1]),
+        QUALITY: ("failure", scene.checks(bad)[QUALITY][1]),
+    }
+    body = scene.fake.pulls[(REPO, 9)].reviews[-1]["body"]
+    assert "greeting is not hello" in body  # the log excerpt of the failing command
+    assert gates.FIX_HEADING.format(task=TASK, round=1, max_rounds=5) in body
+    assert scene.state() == "changes_requested"
+
+    good = scene.push(9, GOOD_CHANGE, parent=bad)
+    scene.fake.add_check(REPO, good, "ci/test")
+    scene.deliver("pull_request", scene.pr_event(9, good, "synchronize"))
+    assert scene.review(9, good) == "merged"
+    assert scene.state() == "done"
+    assert f"{REPO}#9:merged@{good[:7]}:squash" in scene.fake.effects
+    pull = scene.runtime.store.pull(REPO, 9)
+    assert pull is not None and pull.fix_rounds == 1
+
+
+@needs_bwrap
+def test_five_failed_rounds_block_the_task_with_a_deferred_escalation(scene: Scene) -> None:
+    head = scene.open(10, {**GOOD_CHANGE, "src/greet.txt": b"hey\n"})
+    assert scene.review(10, head) == "fix"
+    for attempt in range(1, 6):
+        head = scene.push(10, {**GOOD_CHANGE, "src/greet.txt": f"hey {attempt}\n".encode()})
+        scene.fake.add_check(REPO, head, "ci/test")
+        scene.deliver("pull_request", scene.pr_event(10, head, "synchronize"))
+        assert scene.review(10, head) == ("fix" if attempt < 5 else "blocked")
+    assert scene.state() == "blocked"
+    assert f"{REPO}#10:+{rules.BLOCKED_LABEL}" in scene.fake.effects
+    assert not any(":merged@" in e for e in scene.fake.effects)
+    escalations = scene.runtime.store.escalations(REPO)
+    assert [(e["level"], e["category"]) for e in escalations] == [("deferred", "fix-rounds")]
+
+
+@needs_bwrap
+def test_a_protected_path_fails_gate_one_and_opens_one_urgent_issue(scene: Scene) -> None:
+    change = {**GOOD_CHANGE, ".github/workflows/ci.yml": b"on: push\n"}
+    sha = scene.open(11, change)
+    assert scene.review(11, sha) == "fix"
+    assert scene.checks(sha)[SPEC][0] == "failure"
+    opened = [e for e in scene.fake.effects if ":opened:" in e]
+    assert len(opened) == 1 and "#11" in opened[0]
+    urgent = [i for i in scene.fake.issues.values() if rules.URGENT_LABEL in i.labels]
+    assert len(urgent) == 1 and "`.github/workflows/ci.yml`" in urgent[0].body
+    # the same head reviewed again (ok-to-test by a maintainer) raises no second issue
+    scene.fake.permissions[(REPO, "maintainer")] = "write"
+    scene.deliver("issue_comment", _comment("/nightshift ok-to-test", 11))
+    assert scene.review(11, sha, "ok-to-test") == "fix"
+    assert len([e for e in scene.fake.effects if ":opened:" in e]) == 1
+
+
+@needs_bwrap
+def test_a_leaked_secret_fails_gate_two_without_echoing_it(scene: Scene) -> None:
+    key = "AKIA" + "Q7X3M2N4P5R6S7T8"
+    sha = scene.open(12, {**GOOD_CHANGE, "src/config.txt": f"aws_key = {key}\n".encode()})
+    assert scene.review(12, sha) == "fix"
+    assert scene.checks(sha)[QUALITY][0] == "failure"
+    sent = [str(r.json) for r in scene.fake.requests if r.json is not None]
+    assert not any(key in text for text in sent)
+    assert any(e["category"] == "security" for e in scene.runtime.store.escalations(REPO))
+
+
+@needs_bwrap
+def test_a_fork_waits_for_ok_to_test_before_its_code_runs(scene: Scene) -> None:
+    sha = scene.open(
+        13, {**GOOD_CHANGE, "tests/check.sh": b"touch /workspace/ran; exit 0\n"}, fork=True
+    )
+    assert scene.review(13, sha) == "wait"
+    assert scene.checks(sha)[QUALITY][0] == "action_required"
+    assert f"{REPO}#13:comment:" + rules.WAITING_COMMENT.format(pull=13, who="a fork") in (
+        scene.fake.effects
+    )
+    assert not any(":merged@" in e for e in scene.fake.effects)
+    # a reader cannot let it run
+    scene.deliver("issue_comment", _comment("/nightshift ok-to-test", 13, login="reader"))
+    assert DBOS.get_workflow_status(f"review:{REPO}#13@{sha}:ok-to-test") is None
+    scene.fake.permissions[(REPO, "maintainer")] = "write"
+    scene.deliver("issue_comment", _comment("/nightshift ok-to-test", 13))
+    assert scene.review(13, sha, "ok-to-test") == "merged"
+
+
+@needs_bwrap
+def test_ci_failures_are_rerun_three_times_then_the_task_is_blocked(scene: Scene) -> None:
+    sha = scene.open(14, GOOD_CHANGE, ci="failure")
+    assert scene.review(14, sha) == "fix"
+    for attempt in range(1, 5):
+        scene.deliver("workflow_run", workflow_run_event(run_id=900, head_sha=sha, attempt=attempt))
+    assert [e for e in scene.fake.effects if "rerun-failed-jobs" in e] == [
+        f"{REPO}:rerun-failed-jobs:900"
+    ] * 3
+    assert scene.state() == "blocked"
+    assert f"{REPO}#14:+{rules.BLOCKED_LABEL}" in scene.fake.effects
+    assert any(e.startswith(f"{REPO}#14:comment:CI still fails") for e in scene.fake.effects)
+
+
+@needs_bwrap
+def test_a_conflict_is_never_resolved_the_task_is_blocked_and_the_agent_asked_to_rebase(
+    scene: Scene,
+) -> None:
+    sha = scene.push(15, GOOD_CHANGE)
+    scene.fake.pull(
+        REPO,
+        15,
+        body=PR_BODY,
+        head_ref=f"nightshift/issue-{TASK}-greeting",
+        head_sha=sha,
+        base_sha=scene.base,
+        author=AGENT,
+        mergeable=[False],
+    )
+    scene.fake.add_check(REPO, sha, "ci/test")
+    scene.deliver("pull_request", scene.pr_event(15, sha, "opened"))
+    assert scene.review(15, sha) == "conflict"
+    assert not any(":merged@" in e for e in scene.fake.effects)
+    assert not [r for r in scene.fake.requests if r.method == "PUT"]
+    rebase = rules.CONFLICT.format(mention=f"@{AGENT} ", pull=15, base="main")
+    assert f"{REPO}#15:comment:{rebase}" in scene.fake.effects
+    assert scene.state() == "blocked"
+
+
+@needs_bwrap
+def test_a_head_that_moves_during_the_review_is_not_merged(scene: Scene) -> None:
+    moved = "f" * 40
+    seen = scene.fake.contract
+
+    def push_while_approving(request: httpx.Request, response: httpx.Response) -> None:
+        # the agent pushes right after the approval: GitHub now has another head
+        if request.method == "POST" and request.url.path.endswith("/pulls/16/reviews"):
+            scene.fake.pulls[(REPO, 16)].head_sha = moved
+        if seen is not None:
+            seen(request, response)
+
+    scene.fake.contract = push_while_approving
+    sha = scene.open(16, GOOD_CHANGE)
+    assert scene.review(16, sha) == "superseded"
+    assert not [r for r in scene.fake.requests if r.method == "PUT"]
+    assert scene.state() == "in_review"
+
+
+def _comment(body: str, number: int, login: str = "maintainer") -> dict[str, Any]:
+    data = command_comment(body, login=login, number=number)
+    data["issue"]["pull_request"] = {"url": f"https://api.github.com/repos/{REPO}/pulls/{number}"}
+    return data
