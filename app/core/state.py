@@ -41,6 +41,8 @@ class RepoState:
     pull: Pull | None = None
     # CI re-runs made so far for the head commit the delivery is about
     ci_retries: int = 0
+    # this GitHub App's id, to tell its own check suites from CI's
+    app_id: int | None = None
 
 
 EMPTY_STATE = RepoState()

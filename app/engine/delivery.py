@@ -47,13 +47,20 @@ class DeliveryEngine(DBOSConfiguredInstance):
     executor: Executor
     metrics: Metrics
     configs: ConfigSource
+    app_id: int | None = None
 
     def __init__(self) -> None:
         super().__init__(config_name="deliveries")
 
     def bind(
-        self, store: Store, executor: Executor, metrics: Metrics, configs: ConfigSource
+        self,
+        store: Store,
+        executor: Executor,
+        metrics: Metrics,
+        configs: ConfigSource,
+        app_id: int | None = None,
     ) -> DeliveryEngine:
+        self.app_id = app_id
         self.store = store
         self.executor = executor
         self.metrics = metrics
@@ -125,6 +132,7 @@ class DeliveryEngine(DBOSConfiguredInstance):
             task=task,
             pull=pull,
             ci_retries=ci_retries,
+            app_id=self.app_id,
             sender_permission=(
                 facts.permission(self.executor.github, env.installation_id, env.repository, asker)
                 if asker is not None and env.repository is not None

@@ -124,7 +124,9 @@ class Runtime:
         self.github = github
         self.executor = Executor(self.store, github, dry_run=settings.dry_run)
         self.configs = ConfigSource(github)
-        self.engine = delivery_engine().bind(self.store, self.executor, self.metrics, self.configs)
+        self.engine = delivery_engine().bind(
+            self.store, self.executor, self.metrics, self.configs, settings.app_id
+        )
         self.mirrors = Mirrors(
             settings.cache_dir, clone_url=clone_url or clone_url_for(settings.github_api_url)
         )

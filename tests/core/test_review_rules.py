@@ -21,6 +21,7 @@ from app.core.actions import (
     PublishCheck,
     RecordEscalation,
     RecordPull,
+    RemoveLabel,
     RerequestCheckSuite,
     RerunFailedJobs,
     StartReview,
@@ -1147,3 +1148,43 @@ def test_cannot_merge(
     assert actions == expected
     assert not any(isinstance(a, Merge) for a in actions)
     assert not any(isinstance(a, SubmitReview) and a.event == "APPROVE" for a in actions)
+
+
+# -- a blocked task takes a new push; our own check suite is not CI ------------------------
+
+
+@pytest.mark.parametrize(
+    ("stack", "expected_state", "previous"),
+    [
+        pytest.param((TaskState.IN_REVIEW,), "in_review", None, id="blocked-from-in-review"),
+        pytest.param((TaskState.CHANGES_REQUESTED,), "in_review", None, id="blocked-after-changes"),
+    ],
+)
+def test_a_new_push_unblocks_a_blocked_task_and_starts_a_review(
+    stack: tuple[TaskState, ...], expected_state: str, previous: str | None
+) -> None:
+    blocked = Task(REPO, TASK, TaskState.BLOCKED, stack, AGENT)
+    earlier = Pull(REPO, PR, TASK, OLD, AGENT, fork=False)
+    why = f"review: #{PR} (synchronize) works on #{TASK}"
+    actions = decided(
+        "pull_request", pull_request("synchronize"), RepoState(task=blocked, pull=earlier)
+    )
+    assert actions == [
+        moved("blocked", expected_state, "unblock", why, previous),
+        RemoveLabel(repo=REPO, number=PR, label=review.BLOCKED_LABEL, reason=why),
+        *reviewed("synchronize"),
+    ]
+
+
+def test_a_blocked_task_ignores_events_that_bring_no_new_code() -> None:
+    blocked = Task(REPO, TASK, TaskState.BLOCKED, (TaskState.IN_REVIEW,), AGENT)
+    same_head = RepoState(task=blocked, pull=TRACKED)
+    assert decided("pull_request", pull_request("synchronize"), same_head) == []
+    assert decided("pull_request", pull_request("reopened"), same_head) == []
+
+
+def test_our_own_failed_check_suite_is_not_rerun() -> None:
+    suite = check_suite()
+    suite["check_suite"]["app"]["id"] = 4242
+    state = RepoState(task=REVIEWED, pull=TRACKED, app_id=4242)
+    assert decided("check_suite", suite, state) == []

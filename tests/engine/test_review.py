@@ -336,7 +336,7 @@ def test_ci_failures_are_rerun_three_times_then_the_task_is_blocked(scene: Scene
 
 
 @needs_bwrap
-def test_a_conflict_is_never_resolved_the_task_is_blocked_and_the_agent_asked_to_rebase(
+def test_a_conflict_is_never_resolved_the_agent_rebases_and_the_new_head_merges(
     scene: Scene,
 ) -> None:
     sha = scene.push(15, GOOD_CHANGE)
@@ -358,6 +358,15 @@ def test_a_conflict_is_never_resolved_the_task_is_blocked_and_the_agent_asked_to
     rebase = rules.CONFLICT.format(mention=f"@{AGENT} ", pull=15, base="main")
     assert f"{REPO}#15:comment:{rebase}" in scene.fake.effects
     assert scene.state() == "blocked"
+
+    # the agent rebases: the new head is reviewed, unblocks the task and merges
+    scene.fake.pulls[(REPO, 15)].mergeable = [True]
+    rebased = scene.push(15, {**GOOD_CHANGE, "src/greet.txt": b"hello, rebased\n"})
+    scene.fake.add_check(REPO, rebased, "ci/test")
+    scene.deliver("pull_request", scene.pr_event(15, rebased, "synchronize"))
+    assert scene.review(15, rebased) == "merged"
+    assert f"{REPO}#15:-{rules.BLOCKED_LABEL}" in scene.fake.effects
+    assert scene.state() == "done"
 
 
 @needs_bwrap

@@ -25,6 +25,7 @@ from app.core.actions import (
     PublishCheck,
     RecordEscalation,
     RecordPull,
+    RemoveLabel,
     RerequestCheckSuite,
     RerunFailedJobs,
     StartReview,
@@ -91,21 +92,31 @@ def on_pull_request(env: Envelope, state: RepoState, config: Config) -> Sequence
         return []
     if pull.draft or pull.state != "open" or task.number != task_number(env):
         return []  # a draft is reviewed when it is marked ready
-    if task.state not in REVIEWABLE:
-        return []
     repo = env.repository
-    author = pull.user.login if pull.user is not None else ""
     why = f"review: #{pull.number} ({env.action}) works on #{task.number}"
     actions: list[Action] = []
-    event = {
-        TaskState.ASSIGNED: Event.OPEN_PR,
-        TaskState.IN_PROGRESS: Event.OPEN_PR,
-        TaskState.CHANGES_REQUESTED: Event.PUSH_FIX,
-    }.get(task.state)
-    if event is not None:
-        step = move(task, event)
-        if step is not None:
-            actions.append(as_action(repo, task.number, step, event, why))
+    if task.state is TaskState.BLOCKED and _new_push_to_tracked(env, state, pull):
+        # blocked by red CI, a conflict or the fix rounds: a new push is the agent's answer
+        step = path(task, Event.UNBLOCK, Event.PUSH_FIX) or path(task, Event.UNBLOCK)
+        if step is None or step.to_state not in REVIEWABLE:
+            return []
+        actions += [
+            as_action(repo, task.number, step, Event.UNBLOCK, why),
+            RemoveLabel(repo=repo, number=pull.number, label=BLOCKED_LABEL, reason=why),
+        ]
+    elif task.state not in REVIEWABLE:
+        return []
+    else:
+        event = {
+            TaskState.ASSIGNED: Event.OPEN_PR,
+            TaskState.IN_PROGRESS: Event.OPEN_PR,
+            TaskState.CHANGES_REQUESTED: Event.PUSH_FIX,
+        }.get(task.state)
+        if event is not None:
+            step = move(task, event)
+            if step is not None:
+                actions.append(as_action(repo, task.number, step, event, why))
+    author = pull.user.login if pull.user is not None else ""
     actions += [
         RecordPull(
             repo=repo,
@@ -127,6 +138,16 @@ def on_pull_request(env: Envelope, state: RepoState, config: Config) -> Sequence
     return actions
 
 
+def _new_push_to_tracked(env: Envelope, state: RepoState, pull: PullView) -> bool:
+    tracked = state.pull
+    return (
+        env.action == "synchronize"
+        and tracked is not None
+        and tracked.number == pull.number
+        and tracked.head_sha != pull.head.sha
+    )
+
+
 def _ci_run(env: Envelope) -> tuple[str, dict[str, Any]] | None:
     obj = env.payload.get(env.event)
     return (env.event, obj) if isinstance(obj, dict) else None
@@ -145,6 +166,8 @@ def on_ci_completed(env: Envelope, state: RepoState, config: Config) -> Sequence
         return []
     if kind == "check_suite" and _is_actions(run):
         return []  # GitHub Actions suites arrive as workflow_run too: handled there
+    if kind == "check_suite" and _app_id(run) is not None and _app_id(run) == state.app_id:
+        return []  # our own check runs' suite: a failed gate is not flaky CI
     task = state.task
     if task is not None and task.state not in REVIEWABLE:
         return []
@@ -210,6 +233,12 @@ def blocked_by_ci(
         ),
     ]
     return actions
+
+
+def _app_id(suite: dict[str, Any]) -> int | None:
+    app = suite.get("app")
+    value = app.get("id") if isinstance(app, dict) else None
+    return value if isinstance(value, int) else None
 
 
 def _is_actions(suite: dict[str, Any]) -> bool:
