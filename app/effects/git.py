@@ -67,7 +67,7 @@ NO_MIRROR = "there is no mirror of {repo} yet (fetch it first)"
 NO_PULL = "pull request #{pull} of {repo} has not been fetched"
 NO_MERGE_BASE = "{base} and {head} of {repo} have no common history"
 FETCH_FAILED = "fetching {refs} of {repo} failed (git exit {code}): {detail}"
-FETCH_TIMED_OUT = "fetching {refs} of {repo} took more than {seconds:.0f} s and was stopped"
+FETCH_TIMED_OUT = "fetching {refs} of {repo} took more than {seconds:g} s and was stopped"
 WORKTREE_FAILED = "could not check out {commit} of {repo}: {detail}"
 FETCHED = "fetched %s of %s in %.2f s"
 WORKTREE_REMOVED = "removed worktree %s of %s left behind by an earlier run"
@@ -110,8 +110,8 @@ class Mirrors:
         self.fetch_timeout = fetch_timeout
         # libgit2 re-hashes (SHA-1DC) every object it reads; git does not: `git fetch`'s
         # index-pack hashed each one, with collision detection, when it arrived. Checking
-        # out 3,000 files took 329 ms with it, 220 ms without (git worktree add: 182 ms;
-        # bench/worktree.py on tmpfs). The setting is libgit2's, for the whole process.
+        # out 3,000 files (bench/worktree.py on tmpfs) took 312 ms with it, 241 ms without;
+        # `git worktree add` 151 ms. The setting is libgit2's, for the whole process.
         pygit2.option(Option.ENABLE_STRICT_HASH_VERIFICATION, False)
 
     def fetch(
@@ -249,11 +249,11 @@ class Mirrors:
 
     def _git_fetch(self, repo: str, mirror: Path, token: str | None, refspecs: list[str]) -> None:
         # The git command line fetches, not pygit2, though it is not faster here: over
-        # smart HTTP (bench/worktree.py, 2 CPUs) a first fetch of 17 MB took 456 ms with
-        # git, 390 ms with pygit2 (of 109 MB: 1.99 s both), one new push 74 ms against
-        # 30 ms (git starts three processes). What it buys: a hard deadline (the process
-        # group is killed; a stalled libgit2 call cannot be interrupted from Python), and
-        # auto-gc, where libgit2 adds a pack file per fetch and never repacks.
+        # smart HTTP on 2 CPUs (bench/worktree.py) a first fetch of 17 MB took 410-480 ms
+        # with git, 390-430 ms with pygit2 (of 109 MB: 1.99 s and 1.97 s); one new push
+        # 60-80 ms against 25-35 ms (git starts three processes). What git buys: a hard
+        # deadline (its process group is killed; a stalled libgit2 call cannot be stopped
+        # from Python) and auto-gc, where libgit2 adds a pack per fetch and never repacks.
         git = shutil.which("git")
         if git is None:
             raise GitError(NO_GIT)

@@ -31,7 +31,7 @@ audit = sa.Table(
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("at", sa.Float, nullable=False),
-    sa.Column("delivery_id", sa.String(64), nullable=True, index=True),
+    sa.Column("delivery_id", sa.String(300), nullable=True, index=True),  # or a review id
     sa.Column("repository", sa.String(256), nullable=True),
     sa.Column("kind", sa.String(32), nullable=False),
     sa.Column("what", sa.Text, nullable=False),

@@ -6,9 +6,11 @@ from __future__ import annotations
 import base64
 import logging
 import shutil
+import socket
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -162,6 +164,18 @@ def test_a_fetch_waits_for_another_process_holding_the_repository_lock(
         waiting.join(20)
     assert not waiting.is_alive() and errors == []
     assert mirrors.head_of_pull(REPO, 7) == remote.pull
+
+
+def test_a_fetch_that_hangs_is_stopped_at_the_deadline(cache: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts, never answers
+        port = silent.getsockname()[1]
+        mirrors = Mirrors(
+            cache, clone_url=lambda repo: f"http://127.0.0.1:{port}/{repo}.git", fetch_timeout=0.5
+        )
+        started = time.monotonic()
+        with pytest.raises(GitError, match=r"took more than 0\.5 s and was stopped"):
+            mirrors.fetch(REPO, TOKEN, pull=7)
+    assert time.monotonic() - started < 5
 
 
 # -- authentication over smart HTTP -------------------------------------------------------

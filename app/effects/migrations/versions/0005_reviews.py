@@ -1,4 +1,5 @@
-"""Reviews: the pull requests Nightshift reviews, CI retries, escalations, tasks' agents.
+"""Reviews: the pull requests Nightshift reviews, CI retries, escalations, tasks' agents;
+audit entries may name a review workflow.
 
 Revision ID: 0005
 Revises: 0004
@@ -20,6 +21,11 @@ def upgrade() -> None:
         batch.add_column(sa.Column("agent", sa.String(128), nullable=True))
     with op.batch_alter_table("effects") as batch:
         batch.add_column(sa.Column("result", sa.Text, nullable=True))
+    # audit entries of a review name its workflow (`review:owner/name#N@sha:attempt`)
+    with op.batch_alter_table("audit") as batch:
+        batch.alter_column(
+            "delivery_id", type_=sa.String(300), existing_type=sa.String(64), existing_nullable=True
+        )
     op.create_table(
         "pulls",
         sa.Column("repo", sa.String(256), primary_key=True),
@@ -63,6 +69,10 @@ def downgrade() -> None:
     op.drop_table("escalations")
     op.drop_table("ci_retries")
     op.drop_table("pulls")
+    with op.batch_alter_table("audit") as batch:
+        batch.alter_column(
+            "delivery_id", type_=sa.String(64), existing_type=sa.String(300), existing_nullable=True
+        )
     with op.batch_alter_table("effects") as batch:
         batch.drop_column("result")
     with op.batch_alter_table("tasks") as batch:
