@@ -31,15 +31,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project root
 
-import pygit2  # noqa: E402
-import yaml  # noqa: E402
+import pygit2
+import yaml
 
-from app.effects.store import NewDelivery  # noqa: E402
-from app.engine.runtime import Runtime  # noqa: E402
-from app.settings import Settings  # noqa: E402
-from tests.effects.gitrepos import commit  # noqa: E402
-from tests.fakes.github import FakeGitHub  # noqa: E402
-from tests.helpers import app_client, body_of, pull_request_event  # noqa: E402
+from app.effects.store import NewDelivery
+from app.engine.runtime import Runtime
+from app.settings import Settings
+from tests.effects.gitrepos import commit
+from tests.fakes.github import FakeGitHub
+from tests.helpers import app_client, body_of, pull_request_event
 
 REPO = "octo/bench"
 TASK = 1
@@ -160,9 +160,7 @@ def main() -> None:
     print(f"from a stored pull_request delivery to both check runs completed ({args.files} files)")
     print(f"{'configuration':40} {'median':>8} {'slowest':>8}  target")
     for label, figures in results.items():
-        print(
-            f"{label:40} {figures['median_s']:7.2f}s {figures['max_s']:7.2f}s  < 2 s + commands"
-        )
+        print(f"{label:40} {figures['median_s']:7.2f}s {figures['max_s']:7.2f}s  < 2 s + commands")
 
 
 if __name__ == "__main__":
