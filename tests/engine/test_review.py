@@ -4,6 +4,7 @@ and the shared fake GitHub receiving the check runs, the review and the merge.""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import shutil
 import time
@@ -392,3 +393,24 @@ def _comment(body: str, number: int, login: str = "maintainer") -> dict[str, Any
     data = command_comment(body, login=login, number=number)
     data["issue"]["pull_request"] = {"url": f"https://api.github.com/repos/{REPO}/pulls/{number}"}
     return data
+
+
+@needs_bwrap
+def test_a_new_push_cancels_the_review_of_the_old_head(scene: Scene) -> None:
+    engine = scene.runtime.reviews
+    engine.tools = dataclasses.replace(engine.tools, poll_seconds=30)
+    old = scene.open(17, GOOD_CHANGE, ci=None)  # its required check never comes: it waits
+    waiting = f"review:{REPO}#17@{old}:push"
+    deadline = time.monotonic() + 30
+    while scene.checks(old).get(SPEC, (None, ""))[0] != "success":
+        assert time.monotonic() < deadline, "the old head's review did not reach gate 2"
+        time.sleep(0.05)
+    new = scene.push(17, {**GOOD_CHANGE, "src/greet.txt": b"hello again\n"})
+    scene.fake.add_check(REPO, new, "ci/test")
+    engine.tools = dataclasses.replace(engine.tools, poll_seconds=0.05)
+    scene.deliver("pull_request", scene.pr_event(17, new, "synchronize"))
+    assert scene.review(17, new) == "merged"
+    status = DBOS.get_workflow_status(waiting)
+    assert status is not None and status.status == "CANCELLED"
+    merges = [r.json for r in scene.fake.requests if r.method == "PUT"]
+    assert merges == [{"sha": new, "merge_method": "squash"}]
