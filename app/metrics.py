@@ -36,6 +36,42 @@ class _StoreCollector(Collector):
         depth.add_metric([], queued)
         yield deliveries
         yield depth
+        yield from self._reviews()
+
+    def _reviews(self) -> Iterator[GaugeMetricFamily]:
+        figures = self.store.review_figures()
+        tasks = GaugeMetricFamily("nightshift_tasks", "Tasks by state.", labels=["state"])
+        for state, count in figures["tasks"]:
+            tasks.add_metric([state], count)
+        yield tasks
+        raised = GaugeMetricFamily(
+            "nightshift_escalations_open",
+            "Escalations not yet resolved, by level (immediate, deferred) and kind.",
+            labels=["level", "kind"],
+        )
+        for level, kind, count in figures["escalations"]:
+            raised.add_metric([level, kind], count)
+        yield raised
+        for name, text, key in (
+            ("nightshift_pulls_reviewed", "Pull requests of tasks reviewed.", "pulls_reviewed"),
+            ("nightshift_pulls_merged", "Pull requests of tasks merged.", "pulls_merged"),
+            ("nightshift_fix_rounds", "Fix-instruction rounds sent, all PRs.", "fix_rounds"),
+            ("nightshift_ci_retries", "CI re-runs requested, all heads.", "ci_retries"),
+        ):
+            gauge = GaugeMetricFamily(name, text)
+            gauge.add_metric([], figures[key])
+            yield gauge
+        reviewed, merged = figures["pulls_reviewed"], figures["pulls_merged"]
+        rework = GaugeMetricFamily(
+            "nightshift_rework_rate", "Share of reviewed PRs that needed changes (0..1)."
+        )
+        rework.add_metric([], figures["pulls_reworked"] / reviewed if reviewed else 0.0)
+        yield rework
+        handoff = GaugeMetricFamily(
+            "nightshift_handoff_quality", "Share of merged PRs merged without changes (0..1)."
+        )
+        handoff.add_metric([], figures["pulls_merged_clean"] / merged if merged else 0.0)
+        yield handoff
 
 
 class Metrics:

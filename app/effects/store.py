@@ -299,6 +299,40 @@ class Store:
         with self.engine.connect() as connection:
             return [(str(e), str(s), int(n)) for e, s, n in connection.execute(query)]
 
+    def review_figures(self) -> dict[str, Any]:
+        """Tasks by state, escalations, and the review's record, for /metrics."""
+        with self.engine.connect() as connection:
+            states = connection.execute(
+                sa.select(tasks.c.state, sa.func.count()).group_by(tasks.c.state)
+            ).all()
+            raised = connection.execute(
+                sa.select(escalations.c.level, escalations.c.category, sa.func.count())
+                .where(escalations.c.resolved_at.is_(None))
+                .group_by(escalations.c.level, escalations.c.category)
+            ).all()
+            reviewed, reworked, rounds, merged, clean = connection.execute(
+                sa.select(
+                    sa.func.count(),
+                    sa.func.count().filter(pulls.c.fix_rounds > 0),
+                    sa.func.coalesce(sa.func.sum(pulls.c.fix_rounds), 0),
+                    sa.func.count().filter(pulls.c.merged_sha.is_not(None)),
+                    sa.func.count().filter(
+                        sa.and_(pulls.c.merged_sha.is_not(None), pulls.c.fix_rounds == 0)
+                    ),
+                )
+            ).one()
+            retries = connection.execute(sa.select(sa.func.count()).select_from(ci_retries))
+        return {
+            "tasks": [(str(state), int(n)) for state, n in states],
+            "escalations": [(str(level), str(kind), int(n)) for level, kind, n in raised],
+            "pulls_reviewed": int(reviewed),
+            "pulls_reworked": int(reworked),
+            "fix_rounds": int(rounds),
+            "pulls_merged": int(merged),
+            "pulls_merged_clean": int(clean),
+            "ci_retries": int(retries.scalar_one()),
+        }
+
     # audit ----------------------------------------------------------------------------------
 
     def record(self, *entries: AuditEntry) -> None:
