@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     ci_poll_seconds: float = Field(
         default=60.0, gt=0, description="Wait between looks at a head's required checks."
     )
+    sandbox_env_allow: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="Variables (comma-separated) repositories may pass to sandboxed commands.",
+    )
     sandbox_readonly_paths: Annotated[tuple[Path, ...], NoDecode] = Field(
         default=(),
         description="Extra host paths (comma-separated) the sandbox may read: toolchains.",
@@ -75,6 +79,13 @@ class Settings(BaseSettings):
         gt=0,
         description="A worker silent this long is presumed dead and its workflows recovered.",
     )
+
+    @field_validator("sandbox_env_allow", mode="before")
+    @classmethod
+    def _split_names(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
 
     @field_validator("sandbox_readonly_paths", mode="before")
     @classmethod

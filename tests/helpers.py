@@ -158,22 +158,24 @@ def workflow_run_event(
     conclusion: str = "failure",
     name: str = "CI",
     attempt: int = 1,
+    head_branch: str = "feature",
     repo: str = "octo/repo",
     installation: int = 77,
 ) -> dict[str, Any]:
-    """A `workflow_run.completed` payload with the fields the CI rule reads."""
+    """A `workflow_run.completed` payload with the fields the CI rules read."""
     return {
         "action": "completed",
         "workflow_run": {
             "id": run_id,
             "name": name,
             "head_sha": head_sha,
+            "head_branch": head_branch,
             "status": "completed",
             "conclusion": conclusion,
             "run_attempt": attempt,
             "html_url": f"https://github.com/{repo}/actions/runs/{run_id}",
         },
-        "repository": {"full_name": repo, "name": repo.split("/")[1]},
+        "repository": {"full_name": repo, "name": repo.split("/")[1], "default_branch": "main"},
         "installation": {"id": installation},
         "sender": {"login": "github-actions[bot]", "type": "Bot"},
     }

@@ -178,6 +178,7 @@ class RerunFailedJobs(_Action):
     kind: Literal["rerun_failed_jobs"] = "rerun_failed_jobs"
     run_id: int
     head_sha: str
+    key: str | None = None  # once per key: a redelivered failure re-runs nothing more
 
     def describe(self) -> str:
         return f"{self.repo}:rerun-failed-jobs:{self.run_id}"
@@ -189,6 +190,7 @@ class RerequestCheckSuite(_Action):
     kind: Literal["rerequest_check_suite"] = "rerequest_check_suite"
     suite_id: int
     head_sha: str
+    key: str | None = None  # once per key: a redelivered failure re-runs nothing more
 
     def describe(self) -> str:
         return f"{self.repo}:rerequest-check-suite:{self.suite_id}"
@@ -257,6 +259,31 @@ class RecordEscalation(_Action):
         return f"{self.repo}#{self.number or '-'}:escalation:{self.level}:{self.category}"
 
 
+class RevertMerge(_Action):
+    """Revert a merge Nightshift made, after checks went red on the default branch.
+
+    The revert of `merge_sha` is computed onto the branch's current head and created on
+    GitHub as its own branch (`nightshift/revert-N`) with a pull request for a human to
+    merge; never pushed to `branch` itself. `key` makes it once per merge commit, also when
+    a step runs again after a crash. `issue_key` names the urgent issue opened about it (if
+    any): the revert pull request closes it, and a revert that cannot be made is reported
+    there.
+    """
+
+    kind: Literal["revert_merge"] = "revert_merge"
+    number: int  # the merged pull request
+    task: int
+    merge_sha: str
+    branch: str  # the default branch the merge landed on
+    checks: tuple[str, ...]  # what failed on the merge commit
+    key: str
+    issue_key: str | None = None
+    mentions: tuple[str, ...] = ()  # logins told when the revert cannot be made
+
+    def describe(self) -> str:
+        return f"{self.repo}#{self.number}:revert@{self.merge_sha[:7]}->{self.branch}"
+
+
 GitHubAction = (
     AddLabels
     | RemoveLabel
@@ -279,6 +306,9 @@ StoreAction = (
     | RecordEscalation
 )
 EngineAction = StartReview
-Action = Annotated[GitHubAction | StoreAction | EngineAction, Field(discriminator="kind")]
+GitAction = RevertMerge  # git on the mirror, then GitHub (app/effects/revert.py)
+Action = Annotated[
+    GitHubAction | StoreAction | EngineAction | GitAction, Field(discriminator="kind")
+]
 ACTION_ADAPTER: TypeAdapter[Action] = TypeAdapter(Action)
 ACTIONS_ADAPTER: TypeAdapter[list[Action]] = TypeAdapter(list[Action])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from app.core.review_facts import CheckResult
 from app.core.tasks import Task
 
 
@@ -18,6 +19,7 @@ class Pull:
     author: str
     fork: bool
     fix_rounds: int = 0
+    fix_round_sha: str | None = None  # the head whose review counted the latest round
     ok_to_test_sha: str | None = None
     merged_sha: str | None = None
 
@@ -41,6 +43,11 @@ class RepoState:
     pull: Pull | None = None
     # CI re-runs made so far for the head commit the delivery is about
     ci_retries: int = 0
+    # the pull request Nightshift merged as the commit a CI result is about (its merged_sha)
+    merged_pull: Pull | None = None
+    # the checks and statuses on that merge commit, read only when the result is red and
+    # `review.required_checks` names the checks that count
+    merge_checks: tuple[CheckResult, ...] = ()
     # this GitHub App's id, to tell its own check suites from CI's
     app_id: int | None = None
 

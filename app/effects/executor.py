@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+from app.core import revert as revert_texts
 from app.core.actions import (
     Action,
     AllowTests,
@@ -23,10 +24,14 @@ from app.core.actions import (
     RecordPull,
     RememberConfigError,
     RemoveLabel,
+    RerequestCheckSuite,
+    RerunFailedJobs,
+    RevertMerge,
     StartReview,
     SubmitReview,
     Transition,
 )
+from app.effects.git import GitError
 from app.effects.github import (
     GitHubError,
     GitHubPort,
@@ -35,6 +40,7 @@ from app.effects.github import (
     request_for,
     update_check_run,
 )
+from app.effects.revert import NotReverted, RevertOutcome
 from app.effects.store import AuditEntry, Store
 
 # refused: GitHub would not do it now (a merge of a moved head, of a conflicting PR)
@@ -47,6 +53,15 @@ class ReviewStarter(Protocol):
     """Starts the durable review of a pull request's head (the engine implements it)."""
 
     def start_review(self, installation_id: int, action: StartReview) -> str: ...
+
+
+class Reverter(Protocol):
+    """Opens the revert pull request of a red merge (app.effects.revert implements it);
+    `closes`: the urgent issue the revert closes when merged."""
+
+    def revert(
+        self, installation_id: int, action: RevertMerge, closes: int | None
+    ) -> RevertOutcome: ...
 
 
 NO_CREDENTIALS = "no GitHub App credentials are configured: recorded instead of sent"
@@ -65,6 +80,7 @@ class Executor:
         self.github = github
         self.dry_run = dry_run
         self.reviews: ReviewStarter | None = None  # bound by the runtime
+        self.reverts: Reverter | None = None  # bound by the runtime
 
     def execute(self, ctx: Context, action: Action) -> Outcome:
         if isinstance(action, RememberConfigError | ForgetConfigError):
@@ -75,6 +91,8 @@ class Executor:
             return self._store_only(ctx, action)
         if isinstance(action, StartReview):
             return self._start_review(ctx, action)
+        if isinstance(action, RevertMerge):
+            return self._revert(ctx, action)
         request = request_for(action)
         entry = _entry_for(ctx, action, request)
         if self.dry_run or self.github is None:
@@ -89,6 +107,14 @@ class Executor:
             github, ctx, action
         ):
             self.store.record(entry(kind="skipped", why="already posted by an earlier attempt"))
+            return "skipped"
+        if (
+            isinstance(action, RerunFailedJobs | RerequestCheckSuite)
+            and action.key is not None
+            and not self.store.begin_effect(action.key)
+            and self.store.effect_finished(action.key)
+        ):
+            self.store.record(entry(kind="skipped", why=f"{action.reason} (re-run already asked)"))
             return "skipped"
         if isinstance(action, PublishCheck):
             existing = self._check_run_id(github, ctx, action)
@@ -112,6 +138,8 @@ class Executor:
                 raise  # the workflow step runs again, with back-off
             return "failed"
         if isinstance(action, Comment | SubmitReview | OpenIssue):
+            self.store.finish_effect(action.key, _issue_number(action, response.data))
+        if isinstance(action, RerunFailedJobs | RerequestCheckSuite) and action.key is not None:
             self.store.finish_effect(action.key)
         if isinstance(action, PublishCheck) and request.method == "POST":
             data = response.data if isinstance(response.data, dict) else {}
@@ -172,6 +200,56 @@ class Executor:
                 detail={"action": action.kind, "workflow": workflow_id},
             )
         )
+        return "sent"
+
+    def _revert(self, ctx: Context, action: RevertMerge) -> Outcome:
+        """Open the revert pull request, once per merge commit; when it cannot be made, say
+        so on the urgent issue (or on the merged pull request when there is none)."""
+        if self.dry_run or self.reverts is None or ctx.installation_id is None:
+            return self._record_dry_run(ctx, action)
+
+        def audit(kind: str, why: str, **detail: object) -> None:
+            self.store.record(
+                AuditEntry(
+                    kind=kind,
+                    what=action.describe(),
+                    why=why,
+                    delivery_id=ctx.delivery_id,
+                    repository=action.repo,
+                    detail={"action": action.kind, **detail},
+                )
+            )
+
+        if not self.store.begin_effect(action.key) and self.store.effect_finished(action.key):
+            audit("skipped", f"{action.reason} (made by an earlier attempt)")
+            return "skipped"
+        known = self.store.effect_result(action.issue_key) if action.issue_key else None
+        issue = int(known) if known and known.isdigit() else None
+        try:
+            outcome = self.reverts.revert(ctx.installation_id, action, issue)
+        except GitHubError as exc:
+            audit("error", f"{action.reason}: GitHub answered {exc}")
+            if exc.transient:
+                raise  # the workflow step runs again, with back-off
+            return "failed"
+        except GitError as exc:
+            audit("error", f"{action.reason}: {exc}")
+            raise  # a fetch that failed may work the next time: the step runs again
+        if isinstance(outcome, NotReverted):
+            # told before the key is finished: a re-run finds this comment by its marker
+            told = Comment(
+                repo=action.repo,
+                number=issue or action.number,
+                body=revert_texts.not_reverted(action, outcome.why),
+                key=f"revert-failed:{action.repo}@{action.merge_sha}",
+                reason=f"{action.reason}: not reverted",
+            )
+            self.execute(ctx, told)
+            self.store.finish_effect(action.key, "not-reverted")
+            audit("refused", f"{action.reason}: not reverted: {outcome.why}")
+            return "refused"
+        self.store.finish_effect(action.key, str(outcome.number))
+        audit("action", action.reason, pull=outcome.number, created=outcome.created)
         return "sent"
 
     def _check_run_id(self, github: GitHubPort, ctx: Context, action: PublishCheck) -> int | None:
@@ -290,12 +368,21 @@ class Executor:
                 GitHubRequest("GET", path, params={"per_page": 100, "page": page, **extra}),
             )
             found = response.data if isinstance(response.data, list) else []
-            if any(wanted in str(c.get("body") or "") for c in found if isinstance(c, dict)):
-                self.store.finish_effect(action.key)
-                return True
+            for posted in found:
+                if isinstance(posted, dict) and wanted in str(posted.get("body") or ""):
+                    self.store.finish_effect(action.key, _issue_number(action, posted))
+                    return True
             if len(found) < 100:
                 return False
             page += 1
+
+
+def _issue_number(action: Action, data: object) -> str | None:
+    """An opened issue's number, remembered with its key (a revert closes the issue)."""
+    if not isinstance(action, OpenIssue) or not isinstance(data, dict):
+        return None
+    number = data.get("number")
+    return str(number) if isinstance(number, int) else None
 
 
 def _entry_for(ctx: Context, action: Action, request: GitHubRequest) -> Callable[..., AuditEntry]:

@@ -824,6 +824,7 @@ def _pull(row: Any) -> Pull:
         author=row.author,
         fork=bool(row.fork),
         fix_rounds=row.fix_rounds,
+        fix_round_sha=row.fix_round_sha,
         ok_to_test_sha=row.ok_to_test_sha,
         merged_sha=row.merged_sha,
     )

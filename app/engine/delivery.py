@@ -17,6 +17,7 @@ from dbos._error import DBOSMaxStepRetriesExceeded
 from app.core.actions import ACTION_ADAPTER, ACTIONS_ADAPTER
 from app.core.config import DEFAULT_CONFIG
 from app.core.envelope import Envelope, EnvelopeError
+from app.core.review_facts import CheckResult
 from app.core.rules import commands, decide, review
 from app.core.state import Pull, RepoState
 from app.core.tasks import Task
@@ -124,7 +125,10 @@ class DeliveryEngine(DBOSConfiguredInstance):
             else LoadedConfig(DEFAULT_CONFIG)
         )
         asker = commands.needs_permission(env)
-        task, pull, ci_retries = self._subject_of(env)
+        task, pull, ci_retries, merged = self._subject_of(env)
+        merge_checks: tuple[CheckResult, ...] = ()
+        if review.wants_merge_checks(env, merged, repo_config.config):
+            merge_checks = self._merge_checks(env, merged)
         state = RepoState(
             paused=self.store.is_paused(env.repository),
             config_error=str(repo_config.error) if repo_config.error is not None else None,
@@ -132,6 +136,8 @@ class DeliveryEngine(DBOSConfiguredInstance):
             task=task,
             pull=pull,
             ci_retries=ci_retries,
+            merged_pull=merged,
+            merge_checks=merge_checks,
             app_id=self.app_id,
             sender_permission=(
                 facts.permission(self.executor.github, env.installation_id, env.repository, asker)
@@ -193,34 +199,54 @@ class DeliveryEngine(DBOSConfiguredInstance):
             "error": "; ".join(f"{f.rule}: {f.error}" for f in decision.failures) or None,
         }
 
-    def _subject_of(self, env: Envelope) -> tuple[Task | None, Pull | None, int]:
-        """The task, the reviewed pull request and the head's CI re-runs a delivery is about.
+    def _subject_of(self, env: Envelope) -> tuple[Task | None, Pull | None, int, Pull | None]:
+        """The task, the reviewed pull request, the head's CI re-runs, and the merged pull
+        request a delivery is about.
 
         An issue event: its task. A pull-request event: the task it links to. A comment on
         a pull request: that pull request and its task. A CI result: the pull request whose
-        head it ran on.
+        head it ran on, or the one Nightshift merged as that commit.
         """
         repo = env.repository
         if repo is None:
-            return None, None, 0
+            return None, None, 0, None
         if env.event == "pull_request":
             linked = review.task_number(env)
             pr = review.pull_of(env)
             pull = self.store.pull(repo, pr.number) if pr is not None else None
-            return (self.store.task(repo, linked) if linked else None), pull, 0
+            return (self.store.task(repo, linked) if linked else None), pull, 0, None
         sha = review.head_sha_of(env)
         if sha is not None:
             pull = self.store.pull_by_head(repo, sha)
             if pull is None:
-                return None, None, 0
-            return self.store.task(repo, pull.task), pull, self.store.ci_retries(repo, sha)
+                return None, None, 0, self.store.pull_by_merge(repo, sha)
+            # GitHub's merges always make a new commit, so a head is not its own merge
+            # commit; were it one (a merge made elsewhere), it is both
+            merged = pull if pull.merged_sha == sha else None
+            task = self.store.task(repo, pull.task)
+            return task, pull, self.store.ci_retries(repo, sha), merged
         number = env.issue_number
         if number is None:
-            return None, None, 0
+            return None, None, 0, None
         pull = self.store.pull(repo, number)
         if pull is not None:
-            return self.store.task(repo, pull.task), pull, 0
-        return self.store.task(repo, number), None, 0
+            return self.store.task(repo, pull.task), pull, 0, None
+        return self.store.task(repo, number), None, 0, None
+
+    def _merge_checks(self, env: Envelope, merged: Pull | None) -> tuple[CheckResult, ...]:
+        """The checks and statuses on a merge commit CI went red on (see on_red_merge)."""
+        github = self.executor.github
+        if github is None or env.installation_id is None or env.repository is None:
+            return ()
+        assert merged is not None and merged.merged_sha is not None
+        found = facts.checks_for(
+            github,
+            env.installation_id,
+            env.repository,
+            merged.merged_sha,
+            ignore_prefix=review.CHECK_PREFIX,
+        )
+        return tuple(found)
 
     # A transient failure (GitHub 5xx or unreachable, a database hiccup) raises and the step
     # runs again; a comment re-run finds the one an earlier attempt posted by its marker.

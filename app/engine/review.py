@@ -13,15 +13,17 @@ acting checks that the head is still the one reviewed.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from dbos import DBOS, DBOSClient, DBOSConfiguredInstance, EnqueueOptions
+from dbos._error import DBOSMaxStepRetriesExceeded, DBOSWorkflowCancelledError
 from pydantic import TypeAdapter
 
 from app.core import gates
@@ -30,6 +32,7 @@ from app.core.config import Config
 from app.core.gates import GateResult
 from app.core.review_facts import CheckResult, CommandRun, JudgeVerdict
 from app.core.rules import review as rules
+from app.core.state import Pull
 from app.core.tasks import State as TaskState
 from app.core.tasks import Task, parse_previous
 from app.effects import facts
@@ -65,6 +68,9 @@ class ReviewTools:
     sandbox: Sandbox
     poll_seconds: float = 60.0
     mergeable_poll_seconds: float = MERGEABLE_POLL_SECONDS
+    # the variables repositories may ask for (`review.commands[].env`): the operator's
+    # allow-list, so no repository's configuration can read the worker's environment
+    env_allowed: frozenset[str] = frozenset()
 
 
 @DBOS.dbos_class()
@@ -158,15 +164,31 @@ class ReviewEngine(DBOSConfiguredInstance):
     @DBOS.workflow(name=REVIEW_WORKFLOW)
     def review(self, installation_id: int, repo: str, number: int, task: int, head: str) -> str:
         me = DBOS.workflow_id or f"review:{repo}#{number}@{head}"
+        try:
+            return self._review(me, installation_id, repo, number, task, head)
+        except DBOSWorkflowCancelledError:
+            raise  # a newer head took over: nothing to report on this one
+        except Exception as exc:
+            # a step ran out of retries (GitHub down, the fetch failed, ...): never leave the
+            # check runs spinning; say what failed and record it for a person
+            reason = _reason(exc)
+            log.warning("review %s could not finish: %s", me, reason)
+            self.act(me, installation_id, rules.review_failed(repo, number, task, head, reason))
+            return "error"
+
+    def _review(
+        self, me: str, installation_id: int, repo: str, number: int, task: int, head: str
+    ) -> str:
         seen = self.gather(installation_id, repo, number, task)
         if seen.get("skip"):
             return str(seen["skip"])
         if seen["head_sha"] != head or seen["state"] != "open":
             return "superseded"  # a newer head has (or will have) its own review
         config = Config.model_validate(seen["config"])
-        self.act(me, installation_id, rules.review_started(repo, head))
+        attempt = me.rsplit(":", 1)[-1]
+        self.act(me, installation_id, rules.review_started(repo, head, attempt))
         spec = _RESULT.validate_python(self.spec_gate(installation_id, repo, seen, head))
-        self.act(me, installation_id, [rules.publish(repo, head, spec)])
+        self.act(me, installation_id, [rules.publish(repo, head, spec, attempt)])
 
         checks: list[CheckResult] = []
         for look in range(config.limits.ci_poll_attempts):
@@ -178,9 +200,9 @@ class ReviewEngine(DBOSConfiguredInstance):
         quality = _RESULT.validate_python(
             self.quality_gate(installation_id, repo, seen, head, _CHECKS.dump_python(checks))
         )
-        self.act(me, installation_id, [rules.publish(repo, head, quality)])
+        self.act(me, installation_id, [rules.publish(repo, head, quality, attempt)])
 
-        pull = rules.PullFacts.model_validate(seen["pull"])
+        pull = rules.PullFacts.model_validate({**seen["pull"], "attempt": attempt})
         verdict = gates.verdict(
             spec,
             quality,
@@ -199,12 +221,26 @@ class ReviewEngine(DBOSConfiguredInstance):
         self, me: str, installation_id: int, repo: str, pull: rules.PullFacts, config: Config
     ) -> str:
         """Approve, then merge the reviewed head: re-read the PR before each attempt."""
+        if not rules.may_merge(pull):
+            self.act(me, installation_id, rules.passed_for_human(repo, pull))
+            return "passed"
+        task = self.read_task(repo, pull.task)
+        if task is None or task.state is not TaskState.IN_REVIEW or self._paused(repo):
+            return "not-merged"  # moved on (paused, cancelled, another PR) since the review
         self.act(me, installation_id, rules.approve(repo, pull))
         polls = 0
         for _attempt in range(config.review.mergeable_poll_attempts + 2):
             now = self.read_pull(installation_id, repo, pull.number)
+            if now["merged"] and now["head_sha"] == pull.head_sha:
+                # merged by an attempt whose answer was lost (a 502, a crash): finish the job
+                self._remember_merge(repo, pull.number, now["merge_commit_sha"])
+                task = self.read_task(repo, pull.task)
+                self.act(me, installation_id, rules.merged(repo, pull, task))
+                return "merged"
             if now["head_sha"] != pull.head_sha or now["state"] != "open":
                 return "superseded"  # never merge a head that was not reviewed
+            if now["base_ref"] != pull.base_ref:
+                return "superseded"  # retargeted: the review judged another base
             decision = gates.merge_decision(
                 now["mergeable"], polls=polls, max_polls=config.review.mergeable_poll_attempts
             )
@@ -266,7 +302,7 @@ class ReviewEngine(DBOSConfiguredInstance):
             "pr_body": data.get("body") or "",
             "issue_title": issue.get("title") or "",
             "issue_body": issue.get("body") or "",
-            "fix_rounds": stored.fix_rounds if stored is not None else 0,
+            "fix_rounds": _rounds_before(stored, head["sha"]),
             "config": loaded.config.model_dump(),
         }
 
@@ -303,9 +339,20 @@ class ReviewEngine(DBOSConfiguredInstance):
         data = facts.get(self._github(), installation_id, f"/repos/{repo}/pulls/{number}")
         return {
             "head_sha": data["head"]["sha"],
+            "base_ref": data["base"]["ref"],
             "state": data.get("state"),
+            "merged": bool(data.get("merged")),
+            "merge_commit_sha": data.get("merge_commit_sha") or "",
             "mergeable": data.get("mergeable"),
         }
+
+    @DBOS.step(name="nightshift.review.remember-merge", retries_allowed=True, max_attempts=4)
+    def _remember_merge(self, repo: str, number: int, merge_sha: str) -> None:
+        self.store.mark_merged(repo, number, merge_sha)
+
+    @DBOS.step(name="nightshift.review.paused", retries_allowed=True, max_attempts=4)
+    def _paused(self, repo: str) -> bool:
+        return self.store.is_paused(repo)
 
     # steps: the gates ---------------------------------------------------------------------
 
@@ -324,7 +371,7 @@ class ReviewEngine(DBOSConfiguredInstance):
         diff = self.tools.mirrors.diff(repo, f"refs/heads/{pull.base_ref}", head)
         judge = None
         if config.review.judge is not None:
-            judge = self._judge(repo, head, seen, diff, config)
+            judge = self._judge(repo, f"refs/heads/{pull.base_ref}", seen, diff, config)
         result = gates.spec_gate(
             repo=repo,
             task_number=pull.task,
@@ -338,15 +385,17 @@ class ReviewEngine(DBOSConfiguredInstance):
         return _dump(result)
 
     def _judge(
-        self, repo: str, head: str, seen: dict[str, Any], diff: Any, config: Config
+        self, repo: str, base: str, seen: dict[str, Any], diff: Any, config: Config
     ) -> JudgeVerdict:
+        """The judge runs in a worktree of the base branch, never of the PR's head: the
+        repository's own judge, reading the change from stdin; the PR cannot replace it."""
         judge = config.review.judge
         assert judge is not None
         payload = gates.judge_input(
             issue_title=seen["issue_title"], issue_body=seen["issue_body"], diff=diff
         )
         try:
-            with self.tools.mirrors.worktree(repo, head, label="judge") as tree:
+            with self.tools.mirrors.worktree(repo, base, label="judge") as tree:
                 run, stdout = self.tools.sandbox.capture(
                     "judge",
                     judge.command,
@@ -405,12 +454,18 @@ class ReviewEngine(DBOSConfiguredInstance):
         report: bytes | None = None
         with self.tools.mirrors.worktree(repo, head, label="quality") as tree:
             for command in config.review.commands:
-                env = {name: value for name in command.env if (value := _env(name)) is not None}
-                runs.append(
-                    sandbox.run(
+                env = {
+                    name: value
+                    for name in command.env
+                    if name in self.tools.env_allowed and (value := _env(name)) is not None
+                }
+                try:
+                    run = sandbox.run(
                         command.name, command.run, tree, env=env, timeout=command.timeout_seconds
                     )
-                )
+                except SandboxUnavailable as exc:
+                    return str(exc), None
+                runs.append(_redacted(run, env.values()))
             if config.review.coverage.report:
                 report = _read_inside(tree, config.review.coverage.report, COVERAGE_MAX_BYTES)
         return runs, report
@@ -452,6 +507,32 @@ def _env(name: str) -> str | None:
     if name.upper().startswith("NIGHTSHIFT_"):
         return None
     return os.environ.get(name)
+
+
+def _rounds_before(stored: Pull | None, head: str) -> int:
+    """Fix rounds sent before this head's review: a second review of the same head (after
+    `/nightshift ok-to-test`) must not count the round its first review already sent."""
+    if stored is None:
+        return 0
+    if stored.fix_round_sha == head:
+        return max(0, stored.fix_rounds - 1)
+    return stored.fix_rounds
+
+
+def _redacted(run: CommandRun, values: Iterable[str]) -> CommandRun:
+    """The run with the values passed in hidden from its log tail (which GitHub shows)."""
+    tail = run.output_tail
+    for value in sorted(values, key=len, reverse=True):
+        if len(value) >= 4:
+            tail = tail.replace(value, "***")
+    return dataclasses.replace(run, output_tail=tail)
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, DBOSMaxStepRetriesExceeded) and exc.errors:
+        last = exc.errors[-1]
+        return f"{type(last).__name__}: {last}"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _read_inside(tree: Any, relative: str, limit: int) -> bytes | None:

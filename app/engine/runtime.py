@@ -29,6 +29,7 @@ from app.effects.executor import Executor
 from app.effects.git import Mirrors
 from app.effects.github import GitHubApp, GitHubPort
 from app.effects.repo_config import ConfigSource
+from app.effects.revert import Reverts
 from app.effects.sandbox import Sandbox
 from app.effects.store import NewDelivery, Store
 from app.engine.delivery import DELIVERY_QUEUE, ENGINE_VERSION, delivery_engine
@@ -139,12 +140,15 @@ class Runtime:
                 mirrors=self.mirrors,
                 sandbox=Sandbox(read_only_paths=settings.sandbox_readonly_paths),
                 poll_seconds=settings.ci_poll_seconds,
+                env_allowed=frozenset(settings.sandbox_env_allow),
                 mergeable_poll_seconds=min(MERGEABLE_POLL_SECONDS, settings.ci_poll_seconds),
             ),
             system_database_url=engine_database_url(settings.database_url),
             version=ENGINE_VERSION,
         )
         self.executor.reviews = self.reviews
+        if github is not None:
+            self.executor.reverts = Reverts(github, self.mirrors)
         self.executor_id = default_executor_id(settings)
         self.workers = False
         self._stop = threading.Event()

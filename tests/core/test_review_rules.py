@@ -24,6 +24,7 @@ from app.core.actions import (
     RemoveLabel,
     RerequestCheckSuite,
     RerunFailedJobs,
+    RevertMerge,
     StartReview,
     SubmitReview,
     Transition,
@@ -174,7 +175,14 @@ def reviewed(action: str, *, fork: bool = False, author: str = AGENT) -> list[Ac
         RecordPull(
             repo=REPO, number=PR, task=TASK, head_sha=HEAD, author=author, fork=fork, reason=why
         ),
-        StartReview(repo=REPO, number=PR, task=TASK, head_sha=HEAD, reason=why),
+        StartReview(
+            repo=REPO,
+            number=PR,
+            task=TASK,
+            head_sha=HEAD,
+            attempt="reopened" if action == "reopened" else "push",
+            reason=why,
+        ),
     ]
 
 
@@ -333,7 +341,13 @@ def rerun(retries: int, attempt: int = 1, limit: int = 3) -> list[Action]:
     why = f"ci: CI failed on {HEAD[:7]}: re-run {retries + 1} of {limit}"
     return [
         CountCiRetry(repo=REPO, head_sha=HEAD, run=f"{RUN_ID}/{attempt}", reason=why),
-        RerunFailedJobs(repo=REPO, run_id=RUN_ID, head_sha=HEAD, reason=why),
+        RerunFailedJobs(
+            repo=REPO,
+            run_id=RUN_ID,
+            head_sha=HEAD,
+            key=f"ci-rerun:{REPO}@{HEAD}:{RUN_ID}/{attempt}",
+            reason=why,
+        ),
     ]
 
 
@@ -341,7 +355,13 @@ def rerequest(retries: int, updated_at: str = UPDATED) -> list[Action]:
     why = f"ci: CircleCI Checks failed on {HEAD[:7]}: re-run {retries + 1} of 3"
     return [
         CountCiRetry(repo=REPO, head_sha=HEAD, run=f"{SUITE_ID}/{updated_at}", reason=why),
-        RerequestCheckSuite(repo=REPO, suite_id=SUITE_ID, head_sha=HEAD, reason=why),
+        RerequestCheckSuite(
+            repo=REPO,
+            suite_id=SUITE_ID,
+            head_sha=HEAD,
+            key=f"ci-rerun:{REPO}@{HEAD}:{SUITE_ID}/{updated_at}",
+            reason=why,
+        ),
     ]
 
 
@@ -574,7 +594,7 @@ FORKED = Pull(REPO, PR, TASK, HEAD, "stranger", fork=True)
                     number=PR,
                     task=TASK,
                     head_sha=HEAD,
-                    attempt="ok-to-test",
+                    attempt=commands.ok_to_test_attempt("d1"),
                     reason=ALLOWED_WHY,
                 ),
                 reply(commands.OK_TO_TEST.format(login="maintainer", sha=HEAD[:7]), ALLOWED_WHY),
@@ -1188,3 +1208,309 @@ def test_our_own_failed_check_suite_is_not_rerun() -> None:
     suite["check_suite"]["app"]["id"] = 4242
     state = RepoState(task=REVIEWED, pull=TRACKED, app_id=4242)
     assert decided("check_suite", suite, state) == []
+
+
+# -- a merge that turned the default branch red ---------------------------------------------
+
+MERGE = "5e1ec7ed5e1ec7ed5e1ec7ed5e1ec7ed5e1ec7ed"
+MERGED_PR = Pull(REPO, PR, TASK, HEAD, AGENT, fork=False, merged_sha=MERGE)
+RUN_URL = f" (https://github.com/{REPO}/actions/runs/{RUN_ID})"
+REQUIRED = Config(review=Review(required_checks=["ci/test", "lint"]))
+RED_KEY = f"red-merge:{REPO}@{MERGE}"
+
+
+def on_main(data: dict[str, Any], *, ran_on: str | None = "main") -> dict[str, Any]:
+    """The CI delivery, on the merge commit of the default branch `main`."""
+    kind = "workflow_run" if "workflow_run" in data else "check_suite"
+    data[kind]["head_branch"] = ran_on
+    data["repository"] = {**data["repository"], "default_branch": "main"}
+    return data
+
+
+def red_main(
+    checks: tuple[str, ...] = ("CI",),
+    *,
+    revert: bool = True,
+    issue: bool = True,
+    link: str = RUN_URL,
+    maintainers: tuple[str, ...] = (),
+) -> list[Action]:
+    names = ", ".join(checks)
+    why = f"ci: {names} failed on main at {MERGE[:7]}, the merge of #{PR}"
+    actions: list[Action] = [
+        RecordEscalation(
+            repo=REPO,
+            number=TASK,
+            level="immediate",
+            category="red-merge",
+            summary=f"#{PR}: {names} failed on main after the merge ({MERGE[:7]})",
+            key=RED_KEY,
+            reason=why,
+        )
+    ]
+    template = review.RED_MERGE_REVERTING if revert else review.RED_MERGE_NOT_REVERTING
+    todo = template.format(revert=f"`nightshift/revert-{PR}`", branch="`main`", pull=PR)
+    if issue:
+        body = review.RED_MERGE_BODY.format(
+            checks=", ".join(f"`{name}`" for name in checks),
+            branch="`main`",
+            sha=MERGE[:7],
+            pull=PR,
+            task=TASK,
+            link=link,
+            action=todo,
+            mentions=" ".join(f"@{login}" for login in maintainers),
+        )
+        actions.append(
+            OpenIssue(
+                repo=REPO,
+                title=review.RED_MERGE_TITLE.format(branch="main", pull=PR, checks=names),
+                body=body.strip(),
+                labels=(review.URGENT_LABEL,),
+                key=RED_KEY,
+                reason=why,
+            )
+        )
+    if revert:
+        actions.append(
+            RevertMerge(
+                repo=REPO,
+                number=PR,
+                task=TASK,
+                merge_sha=MERGE,
+                branch="main",
+                checks=checks,
+                key=f"revert:{REPO}@{MERGE}",
+                issue_key=RED_KEY if issue else None,
+                mentions=maintainers,
+                reason=why,
+            )
+        )
+    return actions
+
+
+def merge_check(name: str, conclusion: str | None, sha: str = MERGE) -> CheckResult:
+    status = "completed" if conclusion is not None else "in_progress"
+    return CheckResult(name=name, head_sha=sha, status=status, conclusion=conclusion)
+
+
+@pytest.mark.parametrize(
+    ("event", "data", "state", "config", "expected"),
+    [
+        pytest.param(
+            "workflow_run",
+            on_main(workflow_run(sha=MERGE)),
+            RepoState(merged_pull=MERGED_PR),
+            DEFAULT_CONFIG,
+            red_main(),
+            id="red-run-on-the-merge-reverts-and-escalates",
+        ),
+        pytest.param(
+            "workflow_run",
+            on_main(workflow_run("timed_out", sha=MERGE)),
+            RepoState(merged_pull=MERGED_PR),
+            DEFAULT_CONFIG,
+            red_main(),
+            id="timed-out-counts",
+        ),
+        pytest.param(
+            "workflow_run",
+            on_main(workflow_run(sha=MERGE)),
+            RepoState(merged_pull=MERGED_PR),
+            Config(review=Review(revert_on_red=False)),
+            red_main(revert=False),
+            id="revert-on-red-off-only-escalates",
+        ),
+        pytest.param(
+            "workflow_run",
+            on_main(workflow_run(sha=MERGE)),
+            RepoState(merged_pull=MERGED_PR),
+            Config(escalation="security-only", maintainers=["lead"]),
+            red_main(issue=False, maintainers=("lead",)),
+            id="security-only-reverts-without-an-issue",
+        ),
+        pytest.param(
+            "workflow_run",
+            on_main(workflow_run(sha=MERGE, html_url="javascript:alert(1)")),
+            RepoState(merged_pull=MERGED_PR),
+            Config(maintainers=["lead", "ops"]),
+            red_main(link="", maintainers=("lead", "ops")),
+            id="maintainers-mentioned-no-https-link",
+        ),
+        pytest.param(
+            "workflow_run",
+            on_main(workflow_run(sha=MERGE, attempt=2)),
+            RepoState(merged_pull=MERGED_PR),
+            DEFAULT_CONFIG,
+            red_main(),
+            id="a-rerun-that-failed-again-has-the-same-keys",
+        ),
+        pytest.param(
+            "check_suite",
+            on_main(check_suite(sha=MERGE)),
+            RepoState(merged_pull=MERGED_PR),
+            DEFAULT_CONFIG,
+            red_main(("CircleCI Checks",), link=""),
+            id="another-apps-check-suite",
+        ),
+        pytest.param(
+            "workflow_run",
+            on_main(workflow_run(sha=MERGE)),
+            RepoState(
+                merged_pull=MERGED_PR,
+                merge_checks=(merge_check("lint", "failure"), merge_check("ci/test", "timed_out")),
+            ),
+            REQUIRED,
+            red_main(("ci/test", "lint")),
+            id="required-checks-red-on-the-merge",
+        ),
+        pytest.param(
+            "workflow_run",
+            on_main(workflow_run(sha=MERGE)),
+            RepoState(
+                merged_pull=MERGED_PR,
+                merge_checks=(
+                    merge_check("ci/test", "success"),
+                    merge_check("lint", None),
+                    merge_check("docs", "failure"),
+                ),
+            ),
+            REQUIRED,
+            [],
+            id="only-an-unrequired-check-is-red",
+        ),
+        pytest.param(
+            "workflow_run",
+            on_main(workflow_run(sha=MERGE)),
+            RepoState(
+                merged_pull=MERGED_PR, merge_checks=(merge_check("ci/test", "failure", sha=OLD),)
+            ),
+            REQUIRED,
+            [],
+            id="required-check-red-on-another-commit",
+        ),
+        pytest.param(
+            "workflow_run",
+            on_main(workflow_run("success", sha=MERGE)),
+            RepoState(merged_pull=MERGED_PR),
+            DEFAULT_CONFIG,
+            [],
+            id="green",
+        ),
+        pytest.param(
+            "workflow_run",
+            on_main(workflow_run("cancelled", sha=MERGE)),
+            RepoState(merged_pull=MERGED_PR),
+            DEFAULT_CONFIG,
+            [],
+            id="cancelled",
+        ),
+        pytest.param(
+            "workflow_run",
+            on_main(workflow_run(sha=OLD)),
+            RepoState(merged_pull=MERGED_PR),
+            DEFAULT_CONFIG,
+            [],
+            id="another-commit",
+        ),
+        pytest.param(
+            "workflow_run",
+            on_main(workflow_run(sha=MERGE)),
+            RepoState(merged_pull=Pull(REPO, PR, TASK, HEAD, AGENT, fork=False)),
+            DEFAULT_CONFIG,
+            [],
+            id="pull-not-merged",
+        ),
+        pytest.param(
+            "workflow_run",
+            on_main(workflow_run(sha=MERGE)),
+            RepoState(),
+            DEFAULT_CONFIG,
+            [],
+            id="not-a-merge-of-nightshifts",
+        ),
+        pytest.param(
+            "workflow_run",
+            on_main(workflow_run(sha=MERGE), ran_on="release"),
+            RepoState(merged_pull=MERGED_PR),
+            DEFAULT_CONFIG,
+            [],
+            id="ran-on-another-branch",
+        ),
+        pytest.param(
+            "workflow_run",
+            on_main(workflow_run(sha=MERGE), ran_on=None),
+            RepoState(merged_pull=MERGED_PR),
+            DEFAULT_CONFIG,
+            red_main(),
+            id="no-head-branch-named",
+        ),
+        pytest.param(
+            "workflow_run",
+            workflow_run(sha=MERGE),
+            RepoState(merged_pull=MERGED_PR),
+            DEFAULT_CONFIG,
+            [],
+            id="default-branch-unknown",
+        ),
+        pytest.param(
+            "check_suite",
+            on_main(check_suite(sha=MERGE, slug="github-actions")),
+            RepoState(merged_pull=MERGED_PR),
+            DEFAULT_CONFIG,
+            [],
+            id="actions-suite-left-to-workflow-run",
+        ),
+        pytest.param(
+            "check_suite",
+            on_main(check_suite(sha=MERGE)),
+            RepoState(merged_pull=MERGED_PR, app_id=18001),
+            DEFAULT_CONFIG,
+            [],
+            id="our-own-suite",
+        ),
+    ],
+)
+def test_red_merge(
+    event: str, data: dict[str, Any], state: RepoState, config: Config, expected: list[Action]
+) -> None:
+    assert decided(event, data, state, config) == expected
+
+
+def test_a_red_merge_is_keyed_by_its_commit_so_redeliveries_change_nothing() -> None:
+    """The escalation, the issue and the revert are one per merge commit: a redelivery, a
+    re-run's failure or another red workflow decide the same keys (the effects skip them)."""
+
+    def keys(data: dict[str, Any]) -> list[str]:
+        return [
+            str(getattr(a, "key", ""))
+            for a in decided("workflow_run", data, RepoState(merged_pull=MERGED_PR))
+        ]
+
+    first = keys(on_main(workflow_run(sha=MERGE)))
+    assert first == [RED_KEY, RED_KEY, f"revert:{REPO}@{MERGE}"]
+    assert keys(on_main(workflow_run(sha=MERGE))) == first
+    other = on_main(workflow_run(sha=MERGE, attempt=3))
+    other["workflow_run"] |= {"id": RUN_ID + 1, "name": "Lint"}
+    assert keys(other) == first
+
+
+@pytest.mark.parametrize(
+    ("data", "merged", "config", "expected"),
+    [
+        pytest.param(on_main(workflow_run(sha=MERGE)), MERGED_PR, REQUIRED, True, id="red"),
+        pytest.param(
+            on_main(workflow_run("success", sha=MERGE)), MERGED_PR, REQUIRED, False, id="green"
+        ),
+        pytest.param(
+            on_main(workflow_run(sha=MERGE)), MERGED_PR, DEFAULT_CONFIG, False, id="no-required"
+        ),
+        pytest.param(on_main(workflow_run(sha=MERGE)), None, REQUIRED, False, id="no-merge"),
+        pytest.param(on_main(workflow_run(sha=OLD)), MERGED_PR, REQUIRED, False, id="other-sha"),
+    ],
+)
+def test_merge_checks_are_read_only_when_they_decide(
+    data: dict[str, Any], merged: Pull | None, config: Config, expected: bool
+) -> None:
+    env = Envelope.parse("d1", "workflow_run", data)
+    assert review.wants_merge_checks(env, merged, config) is expected

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from app.core.actions import AddLabels, Comment, Transition
+from dataclasses import dataclass, field
+
+import pytest
+
+from app.core import revert as revert_texts
+from app.core.actions import AddLabels, Comment, OpenIssue, RevertMerge, Transition
 from app.effects.executor import DRY_RUN, NO_CREDENTIALS, Context, Executor
-from app.effects.github import GitHubApp, marker
+from app.effects.github import GitHubApp, GitHubError, marker
+from app.effects.revert import NotReverted, Reverted, RevertOutcome
 from app.effects.store import Store
-from tests.fakes.github import FakeGitHub
+from tests.fakes.github import FakeGitHub, FakeIssue
 from tests.helpers import app_client
 
 ACCEPT = Transition(
@@ -207,3 +213,128 @@ def test_dry_run_changes_no_state_of_its_own(store: Store) -> None:
     assert store.task("octo/repo", 1) is None
     assert store.reported_config_error("octo/repo") is None
     assert [e.kind for e in store.audit_log()] == ["dry-run", "dry-run"]
+
+
+# -- reverting a red merge ----------------------------------------------------------------------
+
+MERGE_SHA = "5e1ec7ed" * 5
+URGENT = OpenIssue(
+    repo="octo/repo",
+    title="main is red",
+    body="Revert #7.",
+    labels=("nightshift:urgent",),
+    key=f"red-merge:octo/repo@{MERGE_SHA}",
+    reason="red",
+)
+REVERT = RevertMerge(
+    repo="octo/repo",
+    number=7,
+    task=5,
+    merge_sha=MERGE_SHA,
+    branch="main",
+    checks=("ci/test",),
+    key=f"revert:octo/repo@{MERGE_SHA}",
+    issue_key=URGENT.key,
+    mentions=("lead",),
+    reason="red",
+)
+
+
+@dataclass
+class StubReverts:
+    """The revert port: answers `outcome` (or raises it) and remembers each call."""
+
+    outcome: RevertOutcome | Exception
+    calls: list[int | None] = field(default_factory=list)
+
+    def revert(
+        self, installation_id: int, action: RevertMerge, closes: int | None
+    ) -> RevertOutcome:
+        self.calls.append(closes)
+        if isinstance(self.outcome, Exception):
+            raise self.outcome
+        return self.outcome
+
+
+def reverting(store: Store, fake: FakeGitHub, outcome: RevertOutcome | Exception) -> Executor:
+    executor = Executor(store, github(fake), dry_run=False)
+    executor.reverts = StubReverts(outcome)
+    return executor
+
+
+def calls(executor: Executor) -> list[int | None]:
+    assert isinstance(executor.reverts, StubReverts)
+    return executor.reverts.calls
+
+
+def test_a_revert_is_made_once_per_merge_commit_and_closes_the_urgent_issue(
+    store: Store, fake_github: FakeGitHub
+) -> None:
+    executor = reverting(store, fake_github, Reverted(9, created=True))
+    assert executor.execute(CTX, URGENT) == "sent"
+    assert store.effect_result(URGENT.key) == "1"  # the issue's number, for the revert
+    assert executor.execute(CTX, REVERT) == "sent"
+    assert executor.execute(CTX, REVERT) == "skipped"  # a redelivery, a step re-run
+    assert calls(executor) == [1]
+    assert store.effect_result(REVERT.key) == "9"
+    entry = [e for e in store.audit_log() if e.detail and e.detail["action"] == "revert_merge"]
+    assert [(e.kind, e.detail) for e in entry] == [
+        ("action", {"action": "revert_merge", "pull": 9, "created": True}),
+        ("skipped", {"action": "revert_merge"}),
+    ]
+
+
+def test_an_urgent_issue_found_by_its_marker_is_remembered_by_number(
+    store: Store, fake_github: FakeGitHub
+) -> None:
+    assert store.begin_effect(URGENT.key)  # opened, then the process died
+    fake_github.issues[("octo/repo", 4)] = FakeIssue(
+        labels=["nightshift:urgent"], title="main is red", body=f"x\n\n{marker(URGENT.key)}"
+    )
+    executor = Executor(store, github(fake_github), dry_run=False)
+    assert executor.execute(CTX, URGENT) == "skipped"
+    assert store.effect_result(URGENT.key) == "4"
+
+
+@pytest.mark.parametrize(
+    ("opened", "told"), [(True, 1), (False, 7)], ids=["on-the-issue", "on-the-merged-pr"]
+)
+def test_a_revert_that_cannot_be_made_is_reported_once(
+    store: Store, fake_github: FakeGitHub, opened: bool, told: int
+) -> None:
+    executor = reverting(store, fake_github, NotReverted("it conflicts in `a.py`"))
+    if opened:
+        executor.execute(CTX, URGENT)
+    assert executor.execute(CTX, REVERT) == "refused"
+    assert executor.execute(CTX, REVERT) == "skipped"
+    text = revert_texts.not_reverted(REVERT, "it conflicts in `a.py`")
+    assert fake_github.effects[-1] == f"octo/repo#{told}:comment:{text}"
+    assert len([e for e in fake_github.effects if ":comment:" in e]) == 1
+    assert store.effect_result(REVERT.key) == "not-reverted"
+
+
+def test_a_failed_revert_is_tried_again_by_the_next_delivery(
+    store: Store, fake_github: FakeGitHub
+) -> None:
+    executor = reverting(store, fake_github, GitHubError(403, "Resource not accessible"))
+    assert executor.execute(CTX, REVERT) == "failed"
+    assert store.audit_log()[-1].kind == "error"
+    executor.reverts = StubReverts(Reverted(9, created=True))
+    assert executor.execute(CTX, REVERT) == "sent"
+
+
+def test_a_revert_that_meets_a_server_error_is_raised_for_the_step_to_retry(
+    store: Store, fake_github: FakeGitHub
+) -> None:
+    executor = reverting(store, fake_github, GitHubError(502, "Bad Gateway"))
+    with pytest.raises(GitHubError):
+        executor.execute(CTX, REVERT)
+    assert not store.effect_finished(REVERT.key)
+
+
+def test_a_revert_in_dry_run_is_recorded_not_made(store: Store, fake_github: FakeGitHub) -> None:
+    executor = Executor(store, github(fake_github), dry_run=True)
+    executor.reverts = StubReverts(Reverted(9, created=True))
+    assert executor.execute(CTX, REVERT) == "recorded"
+    assert calls(executor) == []
+    assert store.audit_log()[-1].kind == "dry-run"

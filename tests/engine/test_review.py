@@ -4,6 +4,7 @@ and the shared fake GitHub receiving the check runs, the review and the merge.""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import itertools
 import shutil
@@ -20,6 +21,7 @@ import yaml
 from dbos import DBOS
 
 from app.core import gates
+from app.core import revert as rules_revert
 from app.core.rules import review as rules
 from app.effects.store import NewDelivery
 from app.engine.runtime import Runtime
@@ -158,13 +160,14 @@ class Scene:
         raise AssertionError(f"delivery {delivery_id} not processed")
 
     def review(self, number: int, sha: str, attempt: str = "push") -> str:
-        """Wait for the review of that head and return how it ended."""
-        workflow = f"review:{REPO}#{number}@{sha}:{attempt}"
+        """Wait for the review of that head (the attempt's id starts with `attempt`) and
+        return how it ended."""
+        prefix = f"review:{REPO}#{number}@{sha}:{attempt}"
         deadline = time.monotonic() + 60
-        while DBOS.get_workflow_status(workflow) is None:
-            assert time.monotonic() < deadline, f"{workflow} never started"
+        while not (found := DBOS.list_workflows(workflow_id_prefix=prefix, load_input=False)):
+            assert time.monotonic() < deadline, f"{prefix} never started"
             time.sleep(0.05)
-        return str(DBOS.retrieve_workflow(workflow).get_result())
+        return str(DBOS.retrieve_workflow(found[0].workflow_id).get_result())
 
     def state(self) -> str:
         task = self.runtime.store.task(REPO, TASK)
@@ -304,7 +307,7 @@ def test_a_leaked_secret_fails_gate_two_without_echoing_it(scene: Scene) -> None
 
 
 @needs_bwrap
-def test_a_fork_waits_for_ok_to_test_before_its_code_runs(scene: Scene) -> None:
+def test_a_fork_waits_for_ok_to_test_before_its_code_runs_and_is_never_merged(scene: Scene) -> None:
     sha = scene.open(
         13, {**GOOD_CHANGE, "tests/check.sh": b"touch /workspace/ran; exit 0\n"}, fork=True
     )
@@ -316,10 +319,17 @@ def test_a_fork_waits_for_ok_to_test_before_its_code_runs(scene: Scene) -> None:
     assert not any(":merged@" in e for e in scene.fake.effects)
     # a reader cannot let it run
     scene.deliver("issue_comment", _comment("/nightshift ok-to-test", 13, login="reader"))
-    assert DBOS.get_workflow_status(f"review:{REPO}#13@{sha}:ok-to-test") is None
+    assert not DBOS.list_workflows(workflow_id_prefix=f"review:{REPO}#13@{sha}:ok-to-test")
     scene.fake.permissions[(REPO, "maintainer")] = "write"
     scene.deliver("issue_comment", _comment("/nightshift ok-to-test", 13))
-    assert scene.review(13, sha, "ok-to-test") == "merged"
+    assert scene.review(13, sha, "ok-to-test") == "passed"
+    # its code ran and passed; a fork's PR is still never merged by Nightshift
+    assert scene.checks(sha)[QUALITY][0] == "success"
+    assert not [r for r in scene.fake.requests if r.method == "PUT"]
+    assert any(
+        e.startswith(f"{REPO}#13:comment:Both gates passed on {sha[:7]}")
+        for e in scene.fake.effects
+    )
 
 
 @needs_bwrap
@@ -414,3 +424,126 @@ def test_a_new_push_cancels_the_review_of_the_old_head(scene: Scene) -> None:
     assert status is not None and status.status == "CANCELLED"
     merges = [r.json for r in scene.fake.requests if r.method == "PUT"]
     assert merges == [{"sha": new, "merge_method": "squash"}]
+
+
+@needs_bwrap
+def test_a_merge_that_turns_main_red_is_reverted_by_a_pull_request_and_escalated_once(
+    scene: Scene,
+) -> None:
+    # the squash commit GitHub's merge makes, real in the origin; main moves on after it
+    merged_files = {**BASE_FILES, **GOOD_CHANGE}
+    squash = commit(
+        scene.origin, merged_files, parents=(scene.base,), message="Friendlier greeting (#7)"
+    )
+    scene.fake.pull(REPO, 7, merges_as=squash)
+    sha = scene.open(7, GOOD_CHANGE)
+    assert scene.review(7, sha) == "merged"
+    later_check = b"#!/bin/sh\n" + merged_files["tests/check.sh"]
+    later = commit(
+        scene.origin,
+        {**merged_files, "tests/check.sh": later_check},
+        parents=(squash,),
+        ref="refs/heads/main",
+    )
+    pull = scene.runtime.store.pull(REPO, 7)
+    assert pull is not None and pull.merged_sha == squash
+    scene.fake.add_check(REPO, squash, "ci/test", conclusion="failure")
+    before = len(scene.fake.requests)
+
+    red = workflow_run_event(run_id=901, head_sha=squash, head_branch="main")
+    scene.deliver("workflow_run", red)
+
+    sent = [r for r in scene.fake.requests[before:] if r.method == "POST"]
+    by_path = {r.path.removeprefix(f"/repos/{REPO}"): r.json for r in sent}
+    # only the content main has now and GitHub has not is uploaded: tests/check.sh merged
+    # three-way (main's new first line kept, the PR's last line gone); src/greet.txt goes
+    # back to the blob it had before the merge
+    assert by_path["/git/blobs"] == {
+        "content": base64.b64encode(b"#!/bin/sh\n" + BASE_FILES["tests/check.sh"]).decode(),
+        "encoding": "base64",
+    }
+    uploaded = next(iter(k for (r, k) in scene.fake.blobs if r == REPO))
+    assert by_path["/git/trees"] == {
+        "base_tree": str(scene.origin[later].peel(pygit2.Commit).tree.id),
+        "tree": [
+            {
+                "path": "src/greet.txt",
+                "mode": "100644",
+                "type": "blob",
+                "sha": str(pygit2.hash(BASE_FILES["src/greet.txt"])),
+            },
+            {"path": "tests/check.sh", "mode": "100644", "type": "blob", "sha": uploaded},
+        ],
+    }
+    (tree_sha,) = [k for (r, k) in scene.fake.trees if r == REPO]
+    assert by_path["/git/commits"] == {
+        "message": f'Revert "Friendlier greeting"\n\nThis reverts #7 ({squash}) because '
+        "ci/test failed on main.\n",
+        "tree": tree_sha,
+        "parents": [later],
+    }
+    (commit_sha,) = [k for (r, k) in scene.fake.commits if r == REPO]
+    assert by_path["/git/refs"] == {"ref": "refs/heads/nightshift/revert-7", "sha": commit_sha}
+    urgent = [n for (r, n), i in scene.fake.issues.items() if rules.URGENT_LABEL in i.labels]
+    assert len(urgent) == 1
+    issue = scene.fake.issues[(REPO, urgent[0])]
+    assert "#7" in issue.body and "`nightshift/revert-7`" in issue.body
+    assert by_path["/pulls"] == {
+        "title": "Revert #7: Friendlier greeting",
+        "head": "nightshift/revert-7",
+        "base": "main",
+        "body": rules_revert.PULL_BODY.format(
+            pull=7, sha=squash[:7], task=TASK, checks="`ci/test`", branch="`main`", closes=""
+        )
+        + rules_revert.CLOSES.format(issue=urgent[0]),
+    }
+    title = rules.RED_MERGE_TITLE.format(branch="main", pull=7, checks="ci/test")
+    revert_pull = urgent[0] + 1
+    assert scene.fake.effects[-3:] == [
+        f"{REPO}#{urgent[0]}:opened:{title}",
+        f"{REPO}:ref:nightshift/revert-7",
+        f"{REPO}#{revert_pull}:opened-pull:Revert #7: Friendlier greeting",
+    ]
+    escalations = scene.runtime.store.escalations(REPO)
+    assert [(e["level"], e["category"]) for e in escalations] == [("immediate", "red-merge")]
+
+    # the same delivery again, and another red workflow on that commit: nothing more
+    effects, writes = list(scene.fake.effects), len(sent)
+    scene.deliver("workflow_run", red)
+    scene.deliver("workflow_run", workflow_run_event(run_id=902, head_sha=squash, name="Lint"))
+    assert scene.fake.effects == effects
+    again = [r for r in scene.fake.requests[before:] if r.method == "POST"]
+    assert [r.path for r in again[writes:]] == [
+        "/app/installations/77/access_tokens" for _ in again[writes:]
+    ]
+    assert len(scene.runtime.store.escalations(REPO)) == 1
+
+
+@needs_bwrap
+def test_a_review_that_cannot_finish_says_so_on_both_checks(scene: Scene) -> None:
+    sha = scene.push(18, GOOD_CHANGE)
+    # the pull request cannot be read (a 404 every time): the gather step gives up
+    scene.fake.fail("GET", rf"/repos/{REPO}/pulls/18", 404, times=100)
+    scene.deliver("pull_request", scene.pr_event(18, sha, "opened"))
+    assert scene.review(18, sha) == "error"
+    assert scene.checks(sha) == {
+        SPEC: ("failure", rules.REVIEW_FAILED),
+        QUALITY: ("failure", rules.REVIEW_FAILED),
+    }
+    escalations = scene.runtime.store.escalations(REPO)
+    assert [(e["level"], e["category"]) for e in escalations] == [("deferred", "review-error")]
+
+
+@needs_bwrap
+def test_a_merge_whose_answer_was_lost_is_still_finished(scene: Scene) -> None:
+    # GitHub merges, then the answer becomes a 502 on the way back
+    scene.fake.fail("PUT", rf"/repos/{REPO}/pulls/19/merge", 502, after_doing_it=True)
+    sha = scene.open(19, GOOD_CHANGE)
+    assert scene.review(19, sha) == "merged"
+    assert scene.state() == "done"
+    pull = scene.runtime.store.pull(REPO, 19)
+    merged = scene.fake.pulls[(REPO, 19)].merge_commit_sha
+    assert pull is not None and merged and pull.merged_sha == merged
+    assert [e for e in scene.fake.effects if ":merged@" in e] == [
+        f"{REPO}#19:merged@{sha[:7]}:squash"
+    ]

@@ -11,7 +11,13 @@ started as a subprocess (`with serve(fake) as url`). Effects read like Prow's fa
     "octo/repo#3:merged@1a2b3c4:squash"         pull request merged (its head, the method)
     "octo/repo@1a2b3c4:check:nightshift:success" check run created or updated
     "octo/repo:rerun-failed-jobs:42"            "octo/repo:rerequest-check-suite:7"
+    "octo/repo:ref:nightshift/revert-7"          branch created (POST /git/refs)
+    "octo/repo#13:opened-pull:<title>"           pull request opened
     "redeliver:<guid>"                          "graphql:<operation>"
+
+The Git Data API (blobs, trees, commits, refs) stores what it is sent, answered with git
+object ids (a blob's is git's own hash of its content): tests read `blobs`, `trees`,
+`commits` and `refs`, or the requests.
 
 Tests set up the state GitHub would have (`issue`, `pull`, `push`, `add_check`,
 `add_status`, `files`, `permissions`) and program failures with `fail`.
@@ -47,7 +53,7 @@ import uvicorn
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.fakes.shapes import example
+from tests.fakes.shapes import example, examples
 
 Handler = Callable[["FakeGitHub", httpx.Request, re.Match[str]], httpx.Response]
 Contract = Callable[[httpx.Request, httpx.Response], None]
@@ -111,6 +117,7 @@ class FakePull:
     state: str = "open"  # or "closed"
     merged: bool = False
     merge_commit_sha: str | None = None
+    merges_as: str | None = None  # the commit a merge creates (a test may make it real)
     mergeable: list[bool | None] = field(default_factory=lambda: [True])
     reviews: list[dict[str, Any]] = field(default_factory=list)
 
@@ -161,6 +168,11 @@ class FakeGitHub:
         # (repo, sha) -> [(context, state)], oldest first: commit statuses
         self.statuses: dict[tuple[str, str], list[tuple[str, str]]] = {}
         self.hook_deliveries: list[dict[str, Any]] = []
+        # the Git Data API: (repo, sha) -> content / the request's body; (repo, ref) -> sha
+        self.blobs: dict[tuple[str, str], bytes] = {}
+        self.trees: dict[tuple[str, str], dict[str, Any]] = {}
+        self.commits: dict[tuple[str, str], dict[str, Any]] = {}
+        self.refs: dict[tuple[str, str], str] = {}
         self.files: dict[tuple[str, str], str] = {}  # (repo, path) on the default branch
         # (repo, login) -> admin | maintain | write | triage | read; others are no collaborator
         self.permissions: dict[tuple[str, str], str] = {}
@@ -577,6 +589,11 @@ class FakeGitHub:
             return _not_found()
         queue = pull.mergeable
         mergeable = queue.pop(0) if len(queue) > 1 else (queue[0] if queue else None)
+        return _json(200, self._pull_answer(repo, pull, mergeable))
+
+    def _pull_answer(self, repo: str, pull: FakePull, mergeable: bool | None) -> dict[str, Any]:
+        """The pull request as GET /pulls/{n} answers it (`mergeable` as computed now)."""
+        number = pull.number
         issue = self.issues.get((repo, number)) or FakeIssue()
         api, html = f"{API}/repos/{repo}", f"https://github.com/{repo}"
         pr = f"{api}/pulls/{number}"
@@ -650,7 +667,59 @@ class FakeGitHub:
             "review_comments": 0,
             "maintainer_can_modify": False,
         }
-        return _json(200, answer)
+        return answer
+
+    def _list_pulls(self, request: httpx.Request, match: re.Match[str]) -> httpx.Response:
+        """Newest first, filtered by `state` (open, closed, all), `head` (owner:branch) and
+        `base`, as pull-request-simple items."""
+        repo, params = match["repo"], request.url.params
+        state = params.get("state", "open")
+        template = examples("pull-request-simple-items")[0]
+        found = []
+        for (r, _), pull in sorted(self.pulls.items(), reverse=True):
+            answer = self._pull_answer(repo, pull, None) if r == repo else None
+            if answer is None or state not in ("all", pull.state):
+                continue
+            if "head" in params and answer["head"]["label"] != params["head"]:
+                continue
+            if "base" in params and pull.base_ref != params["base"]:
+                continue
+            found.append({key: answer[key] for key in template if key in answer})
+        return _json(200, _page(request, found))
+
+    def _create_pull(self, request: httpx.Request, match: re.Match[str]) -> httpx.Response:
+        """A pull request from a branch of this repository (`head`, created first) into
+        `base`; 422 like GitHub when one is open already for the same head and base."""
+        repo = match["repo"]
+        body = json.loads(request.content)
+        head, base = str(body["head"]), str(body["base"])
+        sha = self.refs.get((repo, f"refs/heads/{head}"))
+        if sha is None:
+            return _validation_failed("PullRequest", "head", "invalid")
+        owner = repo.partition("/")[0]
+        for (r, _), pull in self.pulls.items():
+            if (r, pull.head_ref, pull.base_ref, pull.state) == (repo, head, base, "open"):
+                return _validation_failed(
+                    "PullRequest",
+                    None,
+                    "custom",
+                    f"A pull request already exists for {owner}:{head}.",
+                )
+        taken = [n for r, n in itertools.chain(self.issues, self.pulls) if r == repo]
+        number = max(taken, default=0) + 1
+        pull = self.pulls[(repo, number)] = FakePull(
+            number,
+            title=str(body.get("title") or ""),
+            body=str(body.get("body") or ""),
+            head_ref=head,
+            head_sha=sha,
+            base_ref=base,
+            base_sha=self.refs.get((repo, f"refs/heads/{base}"), _digest(repo, "base")),
+            author="nightshift[bot]",
+            mergeable=[None, True],
+        )
+        self.effects.append(f"{repo}#{number}:opened-pull:{pull.title}")
+        return _json(201, self._pull_answer(repo, pull, None))
 
     def _merge(self, request: httpx.Request, match: re.Match[str]) -> httpx.Response:
         """Refused like GitHub: 409 when `sha` is not the head, 405 when not mergeable."""
@@ -669,7 +738,9 @@ class FakeGitHub:
         if pull.mergeable and pull.mergeable[0] is False:
             return _error(405, MERGE_NOT_MERGEABLE)
         pull.merged, pull.state = True, "closed"
-        pull.merge_commit_sha = _digest(repo, number, pull.head_sha, method, "merged")
+        pull.merge_commit_sha = pull.merges_as or _digest(
+            repo, number, pull.head_sha, method, "merged"
+        )
         self.effects.append(f"{repo}#{number}:merged@{pull.head_sha[:7]}:{method}")
         answer = example("pull-request-merge-result-response-if-merge-was-successful")
         answer |= {"sha": pull.merge_commit_sha, "merged": True, "message": MERGED}
@@ -722,6 +793,98 @@ class FakeGitHub:
             "submitted_at": None if state == "PENDING" else stored.get("submitted_at", CREATED),
             "commit_id": stored.get("commit_id") or pull.head_sha,
             "author_association": self._association(repo, login),
+        }
+
+    # the Git Data API -------------------------------------------------------------------------
+
+    def _create_blob(self, request: httpx.Request, match: re.Match[str]) -> httpx.Response:
+        repo, body = match["repo"], json.loads(request.content)
+        content = str(body["content"])
+        if body.get("encoding", "utf-8") == "base64":
+            data = base64.b64decode(content)
+        else:
+            data = content.encode()
+        sha = hashlib.sha1(  # git's object id of a blob
+            b"blob %d\0" % len(data) + data, usedforsecurity=False
+        ).hexdigest()
+        self.blobs[(repo, sha)] = data
+        return _json(201, {"url": f"{API}/repos/{repo}/git/blobs/{sha}", "sha": sha})
+
+    def _create_tree(self, request: httpx.Request, match: re.Match[str]) -> httpx.Response:
+        """Stored as sent; the answer lists the entries given (GitHub lists the whole tree)."""
+        repo, body = match["repo"], json.loads(request.content)
+        sha = _digest(repo, "tree", request.content)
+        self.trees[(repo, sha)] = body
+        entries = [
+            {
+                "path": entry["path"],
+                "mode": entry["mode"],
+                "type": entry["type"],
+                "sha": entry["sha"],
+                "url": f"{API}/repos/{repo}/git/{entry['type']}s/{entry['sha']}",
+            }
+            for entry in body.get("tree", [])
+            if entry.get("sha") is not None
+        ]
+        answer = example("git-tree") | {
+            "sha": sha,
+            "url": f"{API}/repos/{repo}/git/trees/{sha}",
+            "tree": entries,
+            "truncated": False,
+        }
+        return _json(201, answer)
+
+    def _create_commit(self, request: httpx.Request, match: re.Match[str]) -> httpx.Response:
+        repo, body = match["repo"], json.loads(request.content)
+        sha = _digest(repo, "commit", request.content)
+        self.commits[(repo, sha)] = body
+        url = f"{API}/repos/{repo}/git/commits"
+        shape = example("git-commit")
+        person = {"name": "nightshift[bot]", "email": "nightshift[bot]@users.noreply.github.com"}
+        answer = shape | {
+            "sha": sha,
+            "node_id": _node_id("C", repo, sha),
+            "url": f"{url}/{sha}",
+            "html_url": f"https://github.com/{repo}/commit/{sha}",
+            "author": person | {"date": CREATED},
+            "committer": person | {"date": CREATED},
+            "message": body["message"],
+            "tree": {"sha": body["tree"], "url": f"{API}/repos/{repo}/git/trees/{body['tree']}"},
+            "parents": [
+                {
+                    "sha": parent,
+                    "url": f"{url}/{parent}",
+                    "html_url": f"https://github.com/{repo}/commit/{parent}",
+                }
+                for parent in body.get("parents", [])
+            ],
+        }
+        return _json(201, answer)
+
+    def _create_ref(self, request: httpx.Request, match: re.Match[str]) -> httpx.Response:
+        repo, body = match["repo"], json.loads(request.content)
+        ref, sha = str(body["ref"]), str(body["sha"])
+        if (repo, ref) in self.refs:
+            return _error(422, "Reference already exists")
+        self.refs[(repo, ref)] = sha
+        self.effects.append(f"{repo}:ref:{ref.removeprefix('refs/heads/')}")
+        return _json(201, self._ref(repo, ref, sha))
+
+    def _get_ref(self, request: httpx.Request, match: re.Match[str]) -> httpx.Response:
+        repo, ref = match["repo"], "refs/" + unquote(match["ref"])
+        sha = self.refs.get((repo, ref))
+        return _not_found() if sha is None else _json(200, self._ref(repo, ref, sha))
+
+    def _ref(self, repo: str, ref: str, sha: str) -> dict[str, Any]:
+        return example("git-ref") | {
+            "ref": ref,
+            "node_id": _node_id("REF", repo, ref),
+            "url": f"{API}/repos/{repo}/git/{ref}",
+            "object": {
+                "type": "commit",
+                "sha": sha,
+                "url": f"{API}/repos/{repo}/git/commits/{sha}",
+            },
         }
 
     # checks and statuses ---------------------------------------------------------------------
@@ -908,6 +1071,20 @@ def _error(status: int, message: str) -> httpx.Response:
     return _json(status, {"message": message, "documentation_url": DOCS})
 
 
+def _validation_failed(
+    resource: str, field: str | None, code: str, message: str | None = None
+) -> httpx.Response:
+    """GitHub's 422: the details are in `errors`, the `message` is always the same."""
+    error: dict[str, Any] = {"resource": resource, "code": code}
+    if field is not None:
+        error["field"] = field
+    if message is not None:
+        error["message"] = message
+    return _json(
+        422, {"message": "Validation Failed", "errors": [error], "documentation_url": DOCS}
+    )
+
+
 def _not_found() -> httpx.Response:
     return _error(404, "Not Found")
 
@@ -1054,10 +1231,17 @@ _ROUTES: list[tuple[str, str, Handler, str]] = [
         FakeGitHub._permission,
         "installation",
     ),
+    ("GET", _REPO + r"/pulls", FakeGitHub._list_pulls, "installation"),
+    ("POST", _REPO + r"/pulls", FakeGitHub._create_pull, "installation"),
     ("GET", _REPO + r"/pulls/(?P<n>\d+)", FakeGitHub._get_pull, "installation"),
     ("PUT", _REPO + r"/pulls/(?P<n>\d+)/merge", FakeGitHub._merge, "installation"),
     ("POST", _REPO + r"/pulls/(?P<n>\d+)/reviews", FakeGitHub._create_review, "installation"),
     ("GET", _REPO + r"/pulls/(?P<n>\d+)/reviews", FakeGitHub._list_reviews, "installation"),
+    ("POST", _REPO + r"/git/blobs", FakeGitHub._create_blob, "installation"),
+    ("POST", _REPO + r"/git/trees", FakeGitHub._create_tree, "installation"),
+    ("POST", _REPO + r"/git/commits", FakeGitHub._create_commit, "installation"),
+    ("POST", _REPO + r"/git/refs", FakeGitHub._create_ref, "installation"),
+    ("GET", _REPO + r"/git/ref/(?P<ref>.+)", FakeGitHub._get_ref, "installation"),
     ("POST", _REPO + r"/check-runs", FakeGitHub._create_check_run, "installation"),
     ("PATCH", _REPO + r"/check-runs/(?P<id>\d+)", FakeGitHub._patch_check_run, "installation"),
     (

@@ -6,6 +6,7 @@ GitHub's documented shapes, on api.github.com and on the newest Enterprise Serve
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -348,3 +349,68 @@ def test_ci_is_asked_to_run_again(fake: FakeGitHub, gh: httpx.Client) -> None:
     fake.fail("POST", r"/repos/.+/check-suites/\d+/rerequest", 502)
     assert gh.post(f"/repos/{REPO}/check-suites/7/rerequest").status_code == 502
     assert len(fake.effects) == 2
+
+
+# -- the Git Data API and new pull requests ----------------------------------------------------
+
+
+def test_a_branch_is_made_of_blobs_a_tree_and_a_commit_then_proposed(
+    fake: FakeGitHub, gh: httpx.Client
+) -> None:
+    content = base64.b64encode(b"hi\n").decode()
+    blob = ok(
+        gh.post(f"/repos/{REPO}/git/blobs", json={"content": content, "encoding": "base64"}), 201
+    )
+    assert blob["sha"] == "45b983be36b73c0788dc9cbcb76cbb80fc7bb057"  # git hash-object
+    assert fake.blobs[(REPO, blob["sha"])] == b"hi\n"
+    entries = [
+        {"path": "a.txt", "mode": "100644", "type": "blob", "sha": blob["sha"]},
+        {"path": "gone.txt", "mode": "100644", "type": "blob", "sha": None},
+    ]
+    tree = ok(gh.post(f"/repos/{REPO}/git/trees", json={"base_tree": SHA, "tree": entries}), 201)
+    assert [e["path"] for e in tree["tree"]] == ["a.txt"]  # a deletion leaves no entry
+    assert fake.trees[(REPO, tree["sha"])]["tree"] == entries
+    made = {"message": "Revert", "tree": tree["sha"], "parents": [SHA]}
+    commit = ok(gh.post(f"/repos/{REPO}/git/commits", json=made), 201)
+    assert (commit["tree"]["sha"], [p["sha"] for p in commit["parents"]]) == (tree["sha"], [SHA])
+    assert fake.commits[(REPO, commit["sha"])] == made
+
+    ref = {"ref": "refs/heads/nightshift/revert-5", "sha": commit["sha"]}
+    assert ok(gh.post(f"/repos/{REPO}/git/refs", json=ref), 201)["object"]["sha"] == commit["sha"]
+    again = gh.post(f"/repos/{REPO}/git/refs", json=ref)
+    assert (again.status_code, again.json()["message"]) == (422, "Reference already exists")
+    found = ok(gh.get(f"/repos/{REPO}/git/ref/heads/nightshift/revert-5"))
+    assert found["ref"] == "refs/heads/nightshift/revert-5"
+    assert gh.get(f"/repos/{REPO}/git/ref/heads/nightshift/revert-6").status_code == 404
+    assert fake.effects == [f"{REPO}:ref:nightshift/revert-5"]
+
+    fake.pull(REPO, 5, state="closed", merged=True)
+    proposed = {"title": "Revert #5", "head": "nightshift/revert-5", "base": "main", "body": "b"}
+    opened = ok(gh.post(f"/repos/{REPO}/pulls", json=proposed), 201)
+    assert (opened["number"], opened["head"]["sha"], opened["base"]["ref"]) == (
+        6,
+        commit["sha"],
+        "main",
+    )
+    assert fake.effects[-1] == f"{REPO}#6:opened-pull:Revert #5"
+    twice = gh.post(f"/repos/{REPO}/pulls", json=proposed)
+    assert twice.status_code == 422
+    assert "already exists" in twice.json()["errors"][0]["message"]
+    no_branch = gh.post(f"/repos/{REPO}/pulls", json=proposed | {"head": "nowhere"})
+    assert no_branch.status_code == 422
+
+    def listed(**params: str) -> list[int]:
+        return [p["number"] for p in ok(gh.get(f"/repos/{REPO}/pulls", params=params))]
+
+    assert listed() == [6]
+    assert listed(state="all") == [6, 5]
+    assert listed(state="closed") == [5]
+    assert listed(head="octo:nightshift/revert-5", state="all") == [6]
+    assert listed(head="octo:topic-5", state="all") == [5]
+    assert listed(head="octo:nightshift/revert-9") == []
+
+
+def test_a_merge_can_create_the_commit_a_test_names(fake: FakeGitHub, gh: httpx.Client) -> None:
+    fake.pull(REPO, 5, head_sha=SHA, merges_as="c" * 40)
+    assert ok(gh.put(f"/repos/{REPO}/pulls/5/merge", json={"sha": SHA}))["sha"] == "c" * 40
+    assert fake.pulls[(REPO, 5)].merge_commit_sha == "c" * 40

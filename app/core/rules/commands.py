@@ -7,6 +7,7 @@ rest of the comment is data, never instructions.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -89,7 +90,7 @@ def on_comment(env: Envelope, state: RepoState, config: Config) -> Sequence[Acti
         known = ", ".join(f"`{name}`" for name in KNOWN)
         return [reply(UNKNOWN.format(login=login, known=known), "commands: unknown command")]
     if command.name == "ok-to-test":
-        return ok_to_test(repo, number, login, state, reply)
+        return ok_to_test(repo, number, login, state, reply, env.delivery_id)
     step = move(state.task, Event.APPROVE)
     if step is None:
         return [reply(NOTHING_TO_APPROVE.format(login=login), "commands: nothing to approve")]
@@ -108,7 +109,12 @@ def on_comment(env: Envelope, state: RepoState, config: Config) -> Sequence[Acti
 
 
 def ok_to_test(
-    repo: str, number: int, login: str, state: RepoState, reply: Callable[[str, str], Comment]
+    repo: str,
+    number: int,
+    login: str,
+    state: RepoState,
+    reply: Callable[[str, str], Comment],
+    delivery_id: str,
 ) -> list[Action]:
     """Prow's ok-to-test: a user with write access lets the reviewed head's code run.
 
@@ -125,8 +131,14 @@ def ok_to_test(
             number=number,
             task=pull.task,
             head_sha=pull.head_sha,
-            attempt="ok-to-test",
+            attempt=ok_to_test_attempt(delivery_id),
             reason=why,
         ),
         reply(OK_TO_TEST.format(login=login, sha=pull.head_sha[:7]), why),
     ]
+
+
+def ok_to_test_attempt(delivery_id: str) -> str:
+    """Each `/nightshift ok-to-test` is a review attempt of its own (a second one, after a
+    sandbox outage say, reviews again); the same comment delivered twice is one."""
+    return "ok-to-test-" + hashlib.sha256(delivery_id.encode()).hexdigest()[:8]

@@ -7,13 +7,12 @@ reviewed; every other pull request is none of Nightshift's business.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from app.core import gates
+from app.core import gates, revert
 from app.core.actions import (
     Action,
     AddLabels,
@@ -28,6 +27,7 @@ from app.core.actions import (
     RemoveLabel,
     RerequestCheckSuite,
     RerunFailedJobs,
+    RevertMerge,
     StartReview,
     SubmitReview,
 )
@@ -50,7 +50,7 @@ REVIEWABLE = frozenset(
 FAILED_CONCLUSIONS = frozenset({"failure", "timed_out"})
 
 CI_BLOCKED = (
-    "CI still fails on {sha} after {retries} re-run(s): `{name}` ended `{conclusion}`{link}.\n\n"
+    "CI still fails on {sha} after {retries} re-run(s): {name} ended `{conclusion}`{link}.\n\n"
     "{mention}please fix the failure and push again; Nightshift will not re-run it further "
     "for this commit."
 )
@@ -132,6 +132,8 @@ def on_pull_request(env: Envelope, state: RepoState, config: Config) -> Sequence
             number=pull.number,
             task=task.number,
             head_sha=pull.head.sha,
+            # a reopened PR is reviewed again even when its head is one reviewed before
+            attempt="reopened" if env.action == "reopened" else "push",
             reason=why,
         ),
     ]
@@ -173,7 +175,7 @@ def on_ci_completed(env: Envelope, state: RepoState, config: Config) -> Sequence
         return []
     repo = env.repository
     limit = config.limits.max_retry_attempts
-    name = str(run.get("name") or (run.get("app") or {}).get("name") or kind)
+    name = _run_name(kind, run)
     if state.ci_retries < limit:
         # the key tells a re-run's result (counted again) from a redelivery (counted once):
         # a re-run workflow run gets a new `run_attempt`, but a re-requested check suite
@@ -181,11 +183,14 @@ def on_ci_completed(env: Envelope, state: RepoState, config: Config) -> Sequence
         attempt = run.get("run_attempt", 1) if kind == "workflow_run" else run.get("updated_at")
         key = f"{run.get('id')}/{attempt or 1}"
         why = f"ci: {name} failed on {pull.head_sha[:7]}: re-run {state.ci_retries + 1} of {limit}"
+        once = f"ci-rerun:{repo}@{pull.head_sha}:{key}"  # a redelivery re-runs nothing
         rerun: Action = (
-            RerunFailedJobs(repo=repo, run_id=int(run["id"]), head_sha=pull.head_sha, reason=why)
+            RerunFailedJobs(
+                repo=repo, run_id=int(run["id"]), head_sha=pull.head_sha, key=once, reason=why
+            )
             if kind == "workflow_run"
             else RerequestCheckSuite(
-                repo=repo, suite_id=int(run["id"]), head_sha=pull.head_sha, reason=why
+                repo=repo, suite_id=int(run["id"]), head_sha=pull.head_sha, key=once, reason=why
             )
         )
         return [CountCiRetry(repo=repo, head_sha=pull.head_sha, run=key, reason=why), rerun]
@@ -201,8 +206,8 @@ def blocked_by_ci(
     body = CI_BLOCKED.format(
         sha=pull.head_sha[:7],
         retries=state.ci_retries,
-        name=name[:100],
-        conclusion=conclusion,
+        name=gates.code(name, 100),  # the run's name is the PR's to choose: quoted, capped
+        conclusion=gates.plain(conclusion, 30),
         link=f" ({url})" if isinstance(url, str) and url.startswith("https://") else "",
         mention=f"@{agent} " if agent else "",
     )
@@ -226,13 +231,186 @@ def blocked_by_ci(
             number=pull.task,
             level="deferred",
             category="ci",
-            summary=f"#{pull.number}: CI `{name[:100]}` still fails after {state.ci_retries} "
-            "re-run(s)",
+            summary=(
+                f"#{pull.number}: CI {gates.code(name, 100)} still fails after "
+                f"{state.ci_retries} re-run(s)"
+            ),
             key=f"ci:{repo}#{pull.number}@{pull.head_sha}",
             reason=why,
         ),
     ]
     return actions
+
+
+# -- a merge that turned the default branch red --------------------------------------------
+
+RED_MERGE_TITLE = "{branch} is red after #{pull} was merged: {checks} failed"
+RED_MERGE_BODY = (
+    "**Risk:** {checks} failed on {branch} at {sha}, the merge of #{pull} (task #{task}){link}: "
+    "{branch} is broken for everyone who builds on it.\n"
+    "**Action required:** {action}\n"
+    "**Blocks work:** yes: pull requests into {branch} build on the failing commit until it is "
+    "reverted or fixed.\n\n{mentions}"
+)
+RED_MERGE_REVERTING = (
+    "merge the revert pull request Nightshift opens from {revert} (merging it closes this "
+    "issue), or fix {branch} another way and close this issue. If the revert cannot be made "
+    "(it conflicts), Nightshift says so here and a human must revert #{pull}."
+)
+RED_MERGE_NOT_REVERTING = (
+    "revert #{pull} or fix {branch}: `review.revert_on_red` is off, so Nightshift does not "
+    "revert it."
+)
+
+
+def default_branch(env: Envelope) -> str | None:
+    """The repository's default branch, as the delivery's `repository` says (always sent)."""
+    repository = env.payload.get("repository")
+    value = repository.get("default_branch") if isinstance(repository, dict) else None
+    return value if isinstance(value, str) and value else None
+
+
+def _red_run_on(env: Envelope, sha: str) -> tuple[str, dict[str, Any]] | None:
+    """The CI run or suite of the delivery, when it failed on `sha`."""
+    found = _ci_run(env)
+    if found is None:
+        return None
+    _, run = found
+    if run.get("head_sha") != sha or run.get("conclusion") not in FAILED_CONCLUSIONS:
+        return None
+    return found
+
+
+def wants_merge_checks(env: Envelope, merged: Pull | None, config: Config) -> bool:
+    """Whether the effects layer should read the checks on a merge commit before deciding:
+    a red result on it, and required checks that name what counts."""
+    if merged is None or merged.merged_sha is None or not config.review.required_checks:
+        return False
+    return _red_run_on(env, merged.merged_sha) is not None
+
+
+def red_required_checks(config: Config, sha: str, checks: Sequence[CheckResult]) -> tuple[str, ...]:
+    """The required checks that completed red on `sha`, in the configuration's order."""
+    red = {
+        c.name
+        for c in checks
+        if c.head_sha == sha and c.status == "completed" and c.conclusion in FAILED_CONCLUSIONS
+    }
+    return tuple(name for name in config.review.required_checks if name in red)
+
+
+@router.on("workflow_run", "completed")
+@router.on("check_suite", "completed")
+def on_red_merge(env: Envelope, state: RepoState, config: Config) -> Sequence[Action]:
+    """CI failed on the commit of a merge Nightshift made on the default branch: revert it
+    (`review.revert_on_red`) and escalate at once, once per merge commit.
+
+    Which failures count: with `review.required_checks`, a required check (check run or
+    commit status, read from GitHub before deciding) completed red on the merge commit, as
+    gate 2 counts them; a workflow's name is not a check's name, so the delivery only says
+    when to look. Without required checks, any red workflow run or (other app's) check suite
+    on the merge commit counts.
+    """
+    merged = state.merged_pull
+    if merged is None or merged.merged_sha is None or env.repository is None:
+        return []
+    sha = merged.merged_sha
+    found = _red_run_on(env, sha)
+    if found is None:
+        return []
+    kind, run = found
+    if kind == "check_suite" and (
+        _is_actions(run) or (_app_id(run) is not None and _app_id(run) == state.app_id)
+    ):
+        return []  # Actions' suites arrive as workflow_run too; ours are no CI
+    branch = default_branch(env)
+    ran_on = run.get("head_branch")
+    if branch is None or (isinstance(ran_on, str) and ran_on != branch):
+        return []  # a run of that commit on another branch says nothing about the default
+    if config.review.required_checks:
+        failed = red_required_checks(config, sha, state.merge_checks)
+    else:
+        failed = (_run_name(kind, run),)
+    if not failed:
+        return []
+    url = run.get("html_url")
+    link = f" ({url})" if isinstance(url, str) and url.startswith("https://") else ""
+    return red_merge(env.repository, merged, sha, branch, failed, link, config)
+
+
+def red_merge(
+    repo: str,
+    merged: Pull,
+    sha: str,
+    branch: str,
+    failed: Sequence[str],
+    link: str,
+    config: Config,
+) -> list[Action]:
+    names = ", ".join(gates.plain(name, 100) for name in failed)
+    key = f"red-merge:{repo}@{sha}"
+    where = gates.plain(branch, 100)
+    why = f"ci: {names} failed on {where} at {sha[:7]}, the merge of #{merged.number}"
+    actions: list[Action] = [
+        RecordEscalation(
+            repo=repo,
+            number=merged.task,
+            level="immediate",
+            category="red-merge",
+            summary=f"#{merged.number}: {names} failed on {where} after the merge ({sha[:7]})",
+            key=key,
+            reason=why,
+        )
+    ]
+    reverting = config.review.revert_on_red
+    action = (RED_MERGE_REVERTING if reverting else RED_MERGE_NOT_REVERTING).format(
+        revert=gates.code(revert.branch_for(merged.number)),
+        branch=gates.code(branch),
+        pull=merged.number,
+    )
+    # an urgent issue unless the repository wants issues for security escalations only
+    issue = config.escalation == "all"
+    if issue:
+        actions.append(
+            OpenIssue(
+                repo=repo,
+                title=RED_MERGE_TITLE.format(branch=where, pull=merged.number, checks=names),
+                body=RED_MERGE_BODY.format(
+                    checks=", ".join(gates.code(name, 100) for name in failed),
+                    branch=gates.code(branch),
+                    sha=sha[:7],
+                    pull=merged.number,
+                    task=merged.task,
+                    link=link,
+                    action=action,
+                    mentions=" ".join(f"@{login}" for login in config.maintainers),
+                ).strip(),
+                labels=(URGENT_LABEL,),
+                key=key,
+                reason=why,
+            )
+        )
+    if reverting:
+        actions.append(
+            RevertMerge(
+                repo=repo,
+                number=merged.number,
+                task=merged.task,
+                merge_sha=sha,
+                branch=branch,
+                checks=tuple(failed),
+                key=f"revert:{repo}@{sha}",
+                issue_key=key if issue else None,
+                mentions=tuple(config.maintainers),
+                reason=why,
+            )
+        )
+    return actions
+
+
+def _run_name(kind: str, run: dict[str, Any]) -> str:
+    """A workflow run's name, or a check suite's app's name."""
+    return str(run.get("name") or (run.get("app") or {}).get("name") or kind)
 
 
 def _app_id(suite: dict[str, Any]) -> int | None:
@@ -274,6 +452,15 @@ WAITING_COMMENT = (
     "comments `/nightshift ok-to-test` (gate 1 ran; gate 2 waits)."
 )
 URGENT_LABEL = "nightshift:urgent"
+ESCALATION_PLACES = 20  # places listed in one urgent issue
+REVIEW_BODY_CHARS = 60_000  # GitHub takes 65,536; room for the mention and the marker
+REVIEW_FAILED = "Nightshift could not finish the review"
+PASSED_FOR_HUMAN = (
+    "Both gates passed on {sha}. #{pull} is by @{author}, not the task's agent{fork}: "
+    "Nightshift merges only its agents' pull requests, so a maintainer decides on this one."
+)
+NOT_MERGED_TASK_MOVED = "the task is no longer in review ({state})"
+NOT_MERGED_PAUSED = "the repository is paused"
 SECURITY_TITLE = "Security: {what} in #{pull}"
 SECURITY_BODY = (
     "**Risk:** {what} at {where} in #{pull} (task #{task}).\n"
@@ -296,6 +483,15 @@ class PullFacts(BaseModel):
     fork: bool
     agent: str | None = None
     ok_to_test_sha: str | None = None
+    attempt: str = "push"  # which review of this head (the workflow id's last part)
+
+
+def may_merge(pull: PullFacts) -> bool:
+    """Nightshift merges only what the task's own agent pushed to this repository; a
+    passing PR by anyone else (or an agent's from a fork) waits for a maintainer.
+    `/nightshift ok-to-test` lets code run; it never makes a stranger's PR mergeable."""
+    own = pull.agent is not None and pull.author.lower() == pull.agent.lower()
+    return own and not pull.fork
 
 
 def may_run_code(pull: PullFacts) -> bool:
@@ -307,17 +503,19 @@ def may_run_code(pull: PullFacts) -> bool:
     return own and not pull.fork
 
 
-def _check_key(repo: str, head: str, gate: str) -> str:
-    return f"check:{repo}@{head}:{gate}"
+def _check_key(repo: str, head: str, gate: str, attempt: str) -> str:
+    # one check run per review attempt: GitHub appends annotations on every update, so a
+    # second review of the same head gets runs of its own instead of piling onto the first
+    return f"check:{repo}@{head}:{gate}:{attempt}"
 
 
-def review_started(repo: str, head: str) -> list[Action]:
+def review_started(repo: str, head: str, attempt: str = "push") -> list[Action]:
     return [
         PublishCheck(
             repo=repo,
             head_sha=head,
             name=CHECK_NAMES[gate],
-            key=_check_key(repo, head, gate),
+            key=_check_key(repo, head, gate, attempt),
             status="in_progress",
             output=IN_PROGRESS_OUTPUT[gate],
             reason=f"review: {gate} gate started",
@@ -326,12 +524,12 @@ def review_started(repo: str, head: str) -> list[Action]:
     ]
 
 
-def publish(repo: str, head: str, result: GateResult) -> PublishCheck:
+def publish(repo: str, head: str, result: GateResult, attempt: str = "push") -> PublishCheck:
     return PublishCheck(
         repo=repo,
         head_sha=head,
         name=CHECK_NAMES[result.gate],
-        key=_check_key(repo, head, result.gate),
+        key=_check_key(repo, head, result.gate, attempt),
         status="completed",
         conclusion=gates.conclusion(result),
         output=gates.check_run_output(result),
@@ -346,45 +544,44 @@ def checks_pending(config: Config, head: str, checks: Sequence[CheckResult]) -> 
 
 
 def escalate(repo: str, pull: PullFacts, verdict: Verdict, config: Config) -> list[Action]:
-    """The gates' security findings: an urgent issue for each cause, once."""
-    actions: list[Action] = []
+    """The gates' security findings: one urgent issue per pull request and kind of risk,
+    listing every place (a PR full of fake keys must not flood the maintainers)."""
+    by_kind: dict[str, list[gates.Escalation]] = {}
     for escalation in verdict.escalations:
-        what = gates.plain(escalation.what, 100)
-        where = gates.code(escalation.where)
-        # `where` is a path of up to 200 characters: its digest keeps the key within the
-        # store's 256-character keys
-        place = hashlib.sha256(escalation.where.encode()).hexdigest()[:16]
-        key = f"security:{repo}#{pull.number}:{escalation.kind}:{place}"
-        why = f"review: security escalation ({escalation.kind}) in #{pull.number}"
-        mentions = " ".join(f"@{login}" for login in config.maintainers)
+        by_kind.setdefault(escalation.kind, []).append(escalation)
+    actions: list[Action] = []
+    mentions = " ".join(f"@{login}" for login in config.maintainers)
+    for kind, found in by_kind.items():
+        what = gates.plain(found[0].what, 100)
+        places = sorted({e.where for e in found})
+        listed = ", ".join(gates.code(place) for place in places[:ESCALATION_PLACES])
+        if len(places) > ESCALATION_PLACES:
+            listed += f" and {len(places) - ESCALATION_PLACES} more"
+        key = f"security:{repo}#{pull.number}:{kind}"
+        why = f"review: security escalation ({kind}) in #{pull.number}"
         actions.append(
             RecordEscalation(
                 repo=repo,
                 number=pull.task,
                 level="immediate",
                 category="security",
-                summary=f"{what} at {where} in #{pull.number}",
+                summary=f"{what} at {listed} in #{pull.number}",
                 key=key,
                 reason=why,
             )
         )
-        if config.escalation in ("all", "security-only"):  # security is always immediate
-            actions.append(
-                OpenIssue(
-                    repo=repo,
-                    title=SECURITY_TITLE.format(what=what, pull=pull.number),
-                    body=SECURITY_BODY.format(
-                        what=what,
-                        where=where,
-                        pull=pull.number,
-                        task=pull.task,
-                        mentions=mentions,
-                    ).strip(),
-                    labels=(URGENT_LABEL,),
-                    key=key,
-                    reason=why,
-                )
+        actions.append(  # security is immediate under either escalation policy
+            OpenIssue(
+                repo=repo,
+                title=SECURITY_TITLE.format(what=what, pull=pull.number),
+                body=SECURITY_BODY.format(
+                    what=what, where=listed, pull=pull.number, task=pull.task, mentions=mentions
+                ).strip(),
+                labels=(URGENT_LABEL,),
+                key=key,
+                reason=why,
             )
+        )
     return actions
 
 
@@ -420,14 +617,17 @@ def conclude(
         ]
     limit = config.limits.max_fix_rounds
     round_ = verdict.round or limit
-    body = mention + gates.fix_instructions(pull.task, [spec, quality], round_, limit)
+    body = gates.clip(
+        mention + gates.fix_instructions(pull.task, [spec, quality], round_, limit),
+        REVIEW_BODY_CHARS,
+    )
     review = SubmitReview(
         repo=repo,
         number=pull.number,
         commit_id=pull.head_sha,
         event="REQUEST_CHANGES",
         body=body,
-        key=f"review:{repo}#{pull.number}@{pull.head_sha}:changes",
+        key=f"review:{repo}#{pull.number}@{pull.head_sha}:{pull.attempt}:changes",
         reason=why,
     )
     if verdict.kind == "fix":
@@ -461,7 +661,7 @@ def approve(repo: str, pull: PullFacts) -> list[Action]:
             commit_id=pull.head_sha,
             event="APPROVE",
             body=APPROVED.format(sha=pull.head_sha[:7]),
-            key=f"review:{repo}#{pull.number}@{pull.head_sha}:approve",
+            key=f"review:{repo}#{pull.number}@{pull.head_sha}:{pull.attempt}:approve",
             reason="review: both gates passed",
         )
     ]
@@ -525,6 +725,61 @@ def cannot_merge(
             category=category,
             summary=f"#{pull.number}: {decision.reason}",
             key=f"{category}:{repo}#{pull.number}@{pull.head_sha}",
+            reason=why,
+        ),
+    ]
+
+
+def passed_for_human(repo: str, pull: PullFacts) -> list[Action]:
+    """Both gates passed on a PR Nightshift may not merge: say so once, merge nothing."""
+    fork = " and comes from a fork" if pull.fork else ""
+    if pull.agent is not None and pull.author.lower() == pull.agent.lower():
+        fork = " (its agent, but from a fork)"
+        body = PASSED_FOR_HUMAN.replace(", not the task's agent{fork}", "{fork}")
+    else:
+        body = PASSED_FOR_HUMAN
+    return [
+        Comment(
+            repo=repo,
+            number=pull.number,
+            body=body.format(
+                sha=pull.head_sha[:7], pull=pull.number, author=pull.author, fork=fork
+            ),
+            key=f"passed-for-human:{repo}#{pull.number}@{pull.head_sha}",
+            reason="review: both gates passed; not the agent's PR, so not merged",
+        )
+    ]
+
+
+def review_failed(repo: str, number: int, task: int, head: str, reason: str) -> list[Action]:
+    """A review that could not finish: both check runs say so (never left spinning), and a
+    person hears of it in the report."""
+    why = f"review: could not finish: {gates.plain(reason, 200)}"
+    output = {
+        "title": REVIEW_FAILED,
+        "summary": f"{REVIEW_FAILED}: {gates.plain(reason, 500)}. Push again to retry.",
+    }
+    return [
+        *(
+            PublishCheck(
+                repo=repo,
+                head_sha=head,
+                name=CHECK_NAMES[gate],
+                key=f"check:{repo}@{head}:{gate}:failed",
+                status="completed",
+                conclusion="failure",
+                output=output,
+                reason=why,
+            )
+            for gate in ("spec", "quality")
+        ),
+        RecordEscalation(
+            repo=repo,
+            number=task,
+            level="deferred",
+            category="review-error",
+            summary=f"#{number}: the review of {head[:7]} could not finish",
+            key=f"review-error:{repo}#{number}@{head}",
             reason=why,
         ),
     ]
