@@ -91,13 +91,14 @@ def workflow_run(
     sha: str = HEAD,
     attempt: int = 1,
     html_url: str = f"https://github.com/{REPO}/actions/runs/{RUN_ID}",
+    name: str = "CI",
 ) -> dict[str, Any]:
     """A `workflow_run.completed` delivery with the fields GitHub always sends that rules read."""
     return {
         "action": "completed",
         "workflow_run": {
             "id": RUN_ID,
-            "name": "CI",
+            "name": name,
             "head_sha": sha,
             "head_branch": BRANCH,
             "status": "completed",
@@ -368,15 +369,21 @@ def rerequest(retries: int, updated_at: str = UPDATED) -> list[Action]:
 def ci_blocked(
     retries: int,
     *,
-    name: str = "CI",
+    quoted: str = "`CI`",
     conclusion: str = "failure",
     link: str = f" (https://github.com/{REPO}/actions/runs/{RUN_ID})",
     mention: str = f"@{AGENT} ",
     transition: bool = True,
 ) -> list[Action]:
+    """`quoted` is the run's name exactly as the markdown must show it: one code span."""
     why = f"ci: re-runs exhausted for {HEAD[:7]}"
     body = review.CI_BLOCKED.format(
-        sha=HEAD[:7], retries=retries, name=name, conclusion=conclusion, link=link, mention=mention
+        sha=HEAD[:7],
+        retries=retries,
+        name=quoted,
+        conclusion=conclusion,
+        link=link,
+        mention=mention,
     )
     block = [moved("in_review", "blocked", "block", why, previous="in_review")]
     return [
@@ -388,7 +395,7 @@ def ci_blocked(
             number=TASK,
             level="deferred",
             category="ci",
-            summary=f"#{PR}: CI `{name}` still fails after {retries} re-run(s)",
+            summary=f"#{PR}: CI {quoted} still fails after {retries} re-run(s)",
             key=f"ci:{REPO}#{PR}@{HEAD}",
             reason=why,
         ),
@@ -534,7 +541,7 @@ NO_RETRIES = Config(limits=Limits(max_retry_attempts=0))
             check_suite(),
             RepoState(pull=TRACKED, ci_retries=3),
             DEFAULT_CONFIG,
-            ci_blocked(3, name="CircleCI Checks", link="", mention="", transition=False),
+            ci_blocked(3, quoted="`CircleCI Checks`", link="", mention="", transition=False),
             id="check-suite-exhausted-with-no-task-loaded",
         ),
     ],
