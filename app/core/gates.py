@@ -986,7 +986,12 @@ def check_run_output(result: GateResult) -> dict[str, Any]:
 
 
 def fix_instructions(
-    task_number: int, results: Sequence[GateResult], round: int, max_rounds: int
+    task_number: int,
+    results: Sequence[GateResult],
+    round: int,
+    max_rounds: int,
+    *,
+    limit: int = OUTPUT_MAX_CHARS,
 ) -> str:
     """The request-changes review's body, and the agent's fix instructions, in markdown.
 
@@ -1006,4 +1011,4 @@ def fix_instructions(
         pieces.extend(f"\n{_log_block(log)}" for log in result.logs if not log.passed)
     if round >= max_rounds:
         pieces.extend(["", FIX_LAST_ROUND])
-    return _fit(pieces, OUTPUT_MAX_CHARS, _left_out)
+    return _fit(pieces, limit, lambda count: PIECES_LEFT_OUT.format(count=count, limit=limit))

@@ -173,7 +173,9 @@ class ReviewEngine(DBOSConfiguredInstance):
             # check runs spinning; say what failed and record it for a person
             reason = _reason(exc)
             log.warning("review %s could not finish: %s", me, reason)
-            self.act(me, installation_id, rules.review_failed(repo, number, task, head, reason))
+            attempt = me.rsplit(":", 1)[-1]
+            failed = rules.review_failed(repo, number, task, head, reason, attempt)
+            self.act(me, installation_id, failed)
             return "error"
 
     def _review(

@@ -3,7 +3,7 @@ review workflow's decisions (checks, escalations, verdicts, merging)."""
 
 from __future__ import annotations
 
-import hashlib
+import re
 from typing import Any, Literal
 
 import pytest
@@ -50,6 +50,7 @@ BRANCH = "nightshift/issue-1-add-login"
 RUN_ID = 30433642
 SUITE_ID = 5604373
 UPDATED = "2024-05-01T02:03:04Z"
+EVIL_RUN = "x` @acme/security **pwned** `y"
 
 
 # -- payloads and state ---------------------------------------------------------------------
@@ -301,6 +302,34 @@ def test_pull_request(
     assert decided("pull_request", data, RepoState(task=found)) == expected
 
 
+@pytest.mark.parametrize(
+    ("action", "attempt"),
+    [
+        pytest.param("opened", "push", id="opened"),
+        pytest.param("synchronize", "push", id="synchronize"),
+        pytest.param("ready_for_review", "push", id="ready-for-review"),
+        pytest.param("reopened", "reopened", id="reopened-reviews-the-same-head-again"),
+    ],
+)
+def test_the_review_attempt_of_a_pull_request_event(action: str, attempt: str) -> None:
+    state = RepoState(task=REVIEWED, pull=TRACKED)  # this head was reviewed before
+    starts = [
+        a
+        for a in decided("pull_request", pull_request(action), state)
+        if isinstance(a, StartReview)
+    ]
+    assert starts == [
+        StartReview(
+            repo=REPO,
+            number=PR,
+            task=TASK,
+            head_sha=HEAD,
+            attempt=attempt,
+            reason=f"review: #{PR} ({action}) works on #{TASK}",
+        )
+    ]
+
+
 def test_a_closed_pull_request_is_no_rules_business() -> None:
     data = pull_request("closed", state="closed")
     decision = decide(
@@ -544,12 +573,90 @@ NO_RETRIES = Config(limits=Limits(max_retry_attempts=0))
             ci_blocked(3, quoted="`CircleCI Checks`", link="", mention="", transition=False),
             id="check-suite-exhausted-with-no-task-loaded",
         ),
+        pytest.param(
+            "workflow_run",
+            workflow_run(name=EVIL_RUN),
+            RepoState(task=REVIEWED, pull=TRACKED, ci_retries=3),
+            DEFAULT_CONFIG,
+            ci_blocked(3, quoted="``x` @acme/security **pwned** `y``"),
+            id="run-name-with-backticks-stays-one-code-span",
+        ),
+        pytest.param(
+            "workflow_run",
+            workflow_run(name="CI\n\n# @acme/security"),
+            RepoState(task=REVIEWED, pull=TRACKED, ci_retries=3),
+            DEFAULT_CONFIG,
+            ci_blocked(3, quoted="`CI # @acme/security`"),
+            id="run-name-with-newlines-is-one-line",
+        ),
+        pytest.param(
+            "workflow_run",
+            workflow_run(name="n" * 150),
+            RepoState(task=REVIEWED, pull=TRACKED, ci_retries=3),
+            DEFAULT_CONFIG,
+            ci_blocked(3, quoted="`" + "n" * 99 + "…`"),
+            id="run-name-capped-at-100",
+        ),
     ],
 )
 def test_ci_completed(
     event: str, data: dict[str, Any], state: RepoState, config: Config, expected: list[Action]
 ) -> None:
     assert decided(event, data, state, config) == expected
+
+
+def outside_code(markdown: str) -> str:
+    """The markdown with its inline code spans removed, as CommonMark pairs them: a run of
+    N backticks opens a span only if a later run of exactly N backticks closes it."""
+    runs = list(re.finditer(r"`+", markdown))
+    kept: list[str] = []
+    at = 0
+    index = 0
+    while index < len(runs):
+        opener = runs[index]
+        closer = next(
+            (j for j in range(index + 1, len(runs)) if len(runs[j].group()) == len(opener.group())),
+            None,
+        )
+        if closer is None:
+            index += 1  # an unmatched run is literal text
+            continue
+        kept.append(markdown[at : opener.start()])
+        at = runs[closer].end()
+        index = closer + 1
+    kept.append(markdown[at:])
+    return "".join(kept)
+
+
+def test_outside_code_pairs_backtick_runs_like_commonmark() -> None:
+    assert outside_code("a `b` c") == "a  c"
+    assert outside_code("a ``b ` c`` d") == "a  d"
+    assert outside_code("a `b c") == "a `b c"  # never closed: literal, and `b c` is live
+    assert outside_code("`x` @acme/security **pwned** `y`") == " @acme/security **pwned** "
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(EVIL_RUN, id="backticks"),
+        pytest.param("``` @acme/security ```", id="a-longer-run-of-backticks"),
+        pytest.param("`@acme/security`", id="starts-and-ends-with-a-backtick"),
+        pytest.param("CI\n\n@acme/security <b>x</b>", id="newlines-and-html"),
+    ],
+)
+def test_a_run_name_cannot_mention_anyone(name: str) -> None:
+    """The run's name is the PR's to choose: in the comment and the escalation it is one
+    code span, so nothing in it notifies a team or formats the text around it."""
+    state = RepoState(task=REVIEWED, pull=TRACKED, ci_retries=3)
+    actions = decided("workflow_run", workflow_run(name=name), state)
+    (comment,) = [a for a in actions if isinstance(a, Comment)]
+    (escalation,) = [a for a in actions if isinstance(a, RecordEscalation)]
+    for text in (comment.body, escalation.summary):
+        assert gates.code(name, 100) in text
+        prose = outside_code(text)
+        assert "@acme" not in prose
+        assert "**" not in prose
+        assert "<b>" not in prose
 
 
 def test_ci_retry_keys_count_reruns_not_redeliveries() -> None:
@@ -648,6 +755,25 @@ def test_ok_to_test(permission: str, pull: Pull | None, expected: list[Action]) 
     assert decided("issue_comment", ok_to_test_comment(), state) == expected
 
 
+def test_each_ok_to_test_comment_is_an_attempt_of_its_own() -> None:
+    """A second `/nightshift ok-to-test` reviews again; the same delivery twice is one."""
+    assert commands.ok_to_test_attempt("d1") == "ok-to-test-8b53639f"
+    assert commands.ok_to_test_attempt("d1") == commands.ok_to_test_attempt("d1")
+    assert commands.ok_to_test_attempt("d2") == "ok-to-test-e788103e"
+    assert commands.ok_to_test_attempt("d1") != commands.ok_to_test_attempt("d2")
+
+    def attempt(delivery: str) -> str:
+        state = RepoState(sender_permission="write", pull=FORKED, task=REVIEWED)
+        env = Envelope.parse(delivery, "issue_comment", ok_to_test_comment())
+        (start,) = [
+            a for a in decide(env, state, DEFAULT_CONFIG).actions if isinstance(a, StartReview)
+        ]
+        return start.attempt
+
+    assert attempt("d1") == attempt("d1") == "ok-to-test-8b53639f"
+    assert attempt("d2") == "ok-to-test-e788103e"
+
+
 # -- may PR code run ------------------------------------------------------------------------
 
 
@@ -658,8 +784,10 @@ def facts(
     fork: bool = False,
     ok_to_test_sha: str | None = None,
     head: str = HEAD,
+    attempt: str | None = None,
 ) -> PullFacts:
-    return PullFacts(
+    """The workflow's facts about the PR; without `attempt`, PullFacts' own default."""
+    pull = PullFacts(
         number=PR,
         task=TASK,
         head_sha=head,
@@ -670,6 +798,12 @@ def facts(
         agent=agent,
         ok_to_test_sha=ok_to_test_sha,
     )
+    return pull if attempt is None else pull.model_copy(update={"attempt": attempt})
+
+
+def test_pull_facts_attempt_defaults_to_push() -> None:
+    assert facts().attempt == "push"
+    assert facts(attempt="reopened").attempt == "reopened"
 
 
 @pytest.mark.parametrize(
@@ -696,20 +830,44 @@ def test_may_run_code(pull: PullFacts, expected: bool) -> None:
     assert review.may_run_code(pull) is expected
 
 
+@pytest.mark.parametrize(
+    ("pull", "expected"),
+    [
+        pytest.param(facts(), True, id="own-agent-same-repository"),
+        pytest.param(facts(author=AGENT.upper()), True, id="login-compared-without-case"),
+        pytest.param(facts(author="someone-else"), False, id="other-author"),
+        pytest.param(facts(fork=True), False, id="fork-by-the-agent"),
+        pytest.param(facts(agent=None), False, id="task-has-no-agent"),
+        pytest.param(
+            facts(author="stranger", fork=True, ok_to_test_sha=HEAD),
+            False,
+            id="ok-to-test-lets-code-run-but-never-merges",
+        ),
+        pytest.param(
+            facts(author="drive-by", ok_to_test_sha=HEAD),
+            False,
+            id="ok-to-test-for-another-author-in-the-repository",
+        ),
+        pytest.param(facts(ok_to_test_sha=OLD), True, id="ok-to-test-irrelevant-for-the-agent"),
+        pytest.param(
+            facts(fork=True, ok_to_test_sha=HEAD), False, id="ok-to-test-for-the-agents-fork"
+        ),
+    ],
+)
+def test_may_merge(pull: PullFacts, expected: bool) -> None:
+    assert review.may_merge(pull) is expected
+
+
 # -- checks ---------------------------------------------------------------------------------
 
 
-def check_key(gate: str, head: str = HEAD, repo: str = REPO) -> str:
-    return f"check:{repo}@{head}:{gate}"
-
-
-def test_review_started_marks_both_checks_in_progress() -> None:
-    assert review.review_started(REPO, HEAD) == [
+def started(attempt: str) -> list[Action]:
+    return [
         PublishCheck(
             repo=REPO,
             head_sha=HEAD,
             name="Nightshift / spec",
-            key=check_key("spec"),
+            key=f"check:{REPO}@{HEAD}:spec:{attempt}",
             status="in_progress",
             output=review.IN_PROGRESS_OUTPUT["spec"],
             reason="review: spec gate started",
@@ -718,12 +876,20 @@ def test_review_started_marks_both_checks_in_progress() -> None:
             repo=REPO,
             head_sha=HEAD,
             name="Nightshift / quality",
-            key=check_key("quality"),
+            key=f"check:{REPO}@{HEAD}:quality:{attempt}",
             status="in_progress",
             output=review.IN_PROGRESS_OUTPUT["quality"],
             reason="review: quality gate started",
         ),
     ]
+
+
+def test_review_started_marks_both_checks_in_progress() -> None:
+    assert review.review_started(REPO, HEAD) == started("push")
+    assert review.review_started(REPO, HEAD, "push") == started("push")
+    assert review.review_started(REPO, HEAD, "reopened") == started("reopened")
+    again = commands.ok_to_test_attempt("d1")
+    assert review.review_started(REPO, HEAD, again) == started("ok-to-test-8b53639f")
 
 
 SPEC_PASSED = GateResult("spec", "pass", "Gate 1 passed.")
@@ -757,33 +923,60 @@ QUALITY_WAITING = GateResult("quality", "waiting", "Waiting for ok-to-test.")
 )
 def test_publish(result: GateResult, name: str, conclusion: str) -> None:
     assert conclusion == gates.conclusion(result)
-    assert review.publish(REPO, HEAD, result) == PublishCheck(
-        repo=REPO,
-        head_sha=HEAD,
-        name=name,
-        key=check_key(result.gate),
-        status="completed",
-        conclusion=conclusion,
-        output=gates.check_run_output(result),
-        reason=f"review: {result.gate} gate: {result.outcome}",
-    )
+
+    def published(attempt: str) -> PublishCheck:
+        return PublishCheck(
+            repo=REPO,
+            head_sha=HEAD,
+            name=name,
+            key=f"check:{REPO}@{HEAD}:{result.gate}:{attempt}",
+            status="completed",
+            conclusion=conclusion,
+            output=gates.check_run_output(result),
+            reason=f"review: {result.gate} gate: {result.outcome}",
+        )
+
+    assert review.publish(REPO, HEAD, result) == published("push")
+    assert review.publish(REPO, HEAD, result, "reopened") == published("reopened")
 
 
-def test_check_keys_are_stable_per_repository_head_and_gate() -> None:
-    started = {
+@pytest.mark.parametrize("attempt", ["push", "reopened", "ok-to-test-8b53639f"])
+def test_check_keys_are_stable_per_repository_head_gate_and_attempt(attempt: str) -> None:
+    """An attempt's publish updates the runs it started; another attempt gets runs of its
+    own (GitHub appends annotations on every update)."""
+    keys = {
         check.name: check.key
-        for check in review.review_started(REPO, HEAD)
+        for check in review.review_started(REPO, HEAD, attempt)
         if isinstance(check, PublishCheck)
     }
-    assert started[review.SPEC_CHECK] == review.publish(REPO, HEAD, SPEC_FAILED).key
-    assert started[review.QUALITY_CHECK] == review.publish(REPO, HEAD, QUALITY_PASSED).key
+    assert keys[review.SPEC_CHECK] == review.publish(REPO, HEAD, SPEC_FAILED, attempt).key
+    assert keys[review.QUALITY_CHECK] == review.publish(REPO, HEAD, QUALITY_PASSED, attempt).key
+
+
+def test_check_keys_differ_by_repository_head_gate_and_attempt() -> None:
     keys = {
-        review.publish(repo, head, result).key
+        review.publish(repo, head, result, attempt).key
         for repo in (REPO, "octo/other")
         for head in (HEAD, OLD)
         for result in (SPEC_PASSED, QUALITY_PASSED)
+        for attempt in ("push", "reopened")
     }
-    assert len(keys) == 8
+    assert len(keys) == 16
+
+
+def test_check_keys_fit_the_store_with_the_longest_names() -> None:
+    long_repo = f"{'o' * 39}/{'r' * 100}"
+    attempt = commands.ok_to_test_attempt("d" * 100)
+    started_keys = [
+        a.key
+        for a in review.review_started(long_repo, HEAD, attempt)
+        if isinstance(a, PublishCheck)
+    ]
+    assert started_keys == [
+        f"check:{long_repo}@{HEAD}:spec:{attempt}",
+        f"check:{long_repo}@{HEAD}:quality:{attempt}",
+    ]
+    assert all(len(key) <= 256 for key in started_keys)
 
 
 def check(name: str, status: str = "completed", head: str = HEAD) -> CheckResult:
@@ -823,19 +1016,18 @@ PROTECTED = Escalation("protected-path", gates.PROTECTED_WHAT, ".github/workflow
 MAINTAINERS = Config(maintainers=["alice", "bob"])
 
 
-def urgent(escalation: Escalation, mentions: str) -> list[Action]:
-    what = gates.plain(escalation.what, 100)
-    where = gates.code(escalation.where)
-    place = hashlib.sha256(escalation.where.encode()).hexdigest()[:16]
-    key = f"security:{REPO}#{PR}:{escalation.kind}:{place}"
-    why = f"review: security escalation ({escalation.kind}) in #{PR}"
+def urgent(kind: str, what: str, listed: str, mentions: str) -> list[Action]:
+    """One record and one urgent issue for a kind of risk: `listed` is every place, as the
+    issue shows them."""
+    key = f"security:{REPO}#{PR}:{kind}"
+    why = f"review: security escalation ({kind}) in #{PR}"
     return [
         RecordEscalation(
             repo=REPO,
             number=TASK,
             level="immediate",
             category="security",
-            summary=f"{what} at {where} in #{PR}",
+            summary=f"{what} at {listed} in #{PR}",
             key=key,
             reason=why,
         ),
@@ -843,7 +1035,7 @@ def urgent(escalation: Escalation, mentions: str) -> list[Action]:
             repo=REPO,
             title=review.SECURITY_TITLE.format(what=what, pull=PR),
             body=review.SECURITY_BODY.format(
-                what=what, where=where, pull=PR, task=TASK, mentions=mentions
+                what=what, where=listed, pull=PR, task=TASK, mentions=mentions
             ).strip(),
             labels=(review.URGENT_LABEL,),
             key=key,
@@ -852,8 +1044,16 @@ def urgent(escalation: Escalation, mentions: str) -> list[Action]:
     ]
 
 
+def secret_at(where: str, what: str = "AWS Access Key") -> Escalation:
+    return Escalation("secret", what, where)
+
+
 def with_escalations(*escalations: Escalation) -> Verdict:
     return Verdict("fix", "x", 1, escalations=escalations)
+
+
+MANY = tuple(secret_at(f"app/k{i:02d}.py:1") for i in range(review.ESCALATION_PLACES + 5))
+FIRST_TWENTY = ", ".join(f"`app/k{i:02d}.py:1`" for i in range(20))
 
 
 @pytest.mark.parametrize(
@@ -863,22 +1063,84 @@ def with_escalations(*escalations: Escalation) -> Verdict:
         pytest.param(
             with_escalations(SECRET),
             MAINTAINERS,
-            urgent(SECRET, "@alice @bob"),
+            urgent("secret", "AWS Access Key", "`app/keys.py:4`", "@alice @bob"),
             id="secret-mentions-maintainers",
         ),
         pytest.param(
             with_escalations(SECRET, PROTECTED),
             MAINTAINERS,
-            [*urgent(SECRET, "@alice @bob"), *urgent(PROTECTED, "@alice @bob")],
-            id="one-issue-per-cause",
+            [
+                *urgent("secret", "AWS Access Key", "`app/keys.py:4`", "@alice @bob"),
+                *urgent(
+                    "protected-path",
+                    gates.PROTECTED_WHAT,
+                    "`.github/workflows/ci.yml`",
+                    "@alice @bob",
+                ),
+            ],
+            id="one-issue-per-kind-of-risk",
         ),
         pytest.param(
-            with_escalations(PROTECTED), DEFAULT_CONFIG, urgent(PROTECTED, ""), id="no-maintainers"
+            with_escalations(secret_at("b.py:9"), secret_at("a.py:3"), secret_at("b.py:9")),
+            MAINTAINERS,
+            urgent("secret", "AWS Access Key", "`a.py:3`, `b.py:9`", "@alice @bob"),
+            id="places-of-one-kind-in-one-issue-sorted-once-each",
+        ),
+        pytest.param(
+            with_escalations(
+                PROTECTED,
+                secret_at("app/keys.py:4"),
+                Escalation("protected-path", gates.PROTECTED_WHAT, "Makefile"),
+                secret_at("deploy/id_rsa:1", "Private Key"),
+            ),
+            DEFAULT_CONFIG,
+            [
+                *urgent(
+                    "protected-path",
+                    gates.PROTECTED_WHAT,
+                    "`.github/workflows/ci.yml`, `Makefile`",
+                    "",
+                ),
+                # the first finding of a kind names the issue, whatever the other places hold
+                *urgent("secret", "AWS Access Key", "`app/keys.py:4`, `deploy/id_rsa:1`", ""),
+            ],
+            id="kinds-in-order-of-first-finding",
+        ),
+        pytest.param(
+            with_escalations(*MANY),
+            MAINTAINERS,
+            urgent("secret", "AWS Access Key", f"{FIRST_TWENTY} and 5 more", "@alice @bob"),
+            id="at-most-twenty-places-then-how-many-more",
+        ),
+        pytest.param(
+            with_escalations(*MANY[: review.ESCALATION_PLACES]),
+            MAINTAINERS,
+            urgent("secret", "AWS Access Key", FIRST_TWENTY, "@alice @bob"),
+            id="exactly-twenty-places-all-listed",
+        ),
+        pytest.param(
+            with_escalations(
+                secret_at("x` @acme/security `y.py:1", "Key @acme/security <img src=x>")
+            ),
+            DEFAULT_CONFIG,
+            urgent(
+                "secret",
+                "Key @\u200bacme/security &lt;img src=x&gt;",
+                "``x` @acme/security `y.py:1``",
+                "",
+            ),
+            id="what-is-plain-where-is-code",
+        ),
+        pytest.param(
+            with_escalations(PROTECTED),
+            DEFAULT_CONFIG,
+            urgent("protected-path", gates.PROTECTED_WHAT, "`.github/workflows/ci.yml`", ""),
+            id="no-maintainers",
         ),
         pytest.param(
             Verdict("merge", gates.MERGE_REASON, escalations=(SECRET,)),
             Config(escalation="security-only", maintainers=["alice"]),
-            urgent(SECRET, "@alice"),
+            urgent("secret", "AWS Access Key", "`app/keys.py:4`", "@alice"),
             id="security-only-still-opens-the-issue",
         ),
     ],
@@ -887,13 +1149,27 @@ def test_escalate(verdict: Verdict, config: Config, expected: list[Action]) -> N
     assert review.escalate(REPO, facts(), verdict, config) == expected
 
 
-def test_escalation_keys_are_stable_and_bounded() -> None:
-    long = Escalation("secret", "Private Key", "d/" * 99 + "k.pem:12")
-    first = review.escalate(REPO, facts(), with_escalations(SECRET, long), MAINTAINERS)
-    again = review.escalate(REPO, facts(), with_escalations(SECRET, long), MAINTAINERS)
-    keys = [a.key for a in first if isinstance(a, RecordEscalation)]
-    assert keys == [a.key for a in again if isinstance(a, RecordEscalation)]
-    assert len(set(keys)) == 2
+def test_escalation_keys_are_one_per_pull_request_and_kind() -> None:
+    """A PR full of fake keys opens one issue; a later review of the same PR (another head,
+    another place) decides the same key, so the effects open nothing more."""
+    long = secret_at("d/" * 99 + "k.pem:12", "Private Key")
+    first = review.escalate(REPO, facts(), with_escalations(SECRET, long, PROTECTED), MAINTAINERS)
+    keys = [a.key for a in first if isinstance(a, RecordEscalation | OpenIssue)]
+    assert keys == [
+        f"security:{REPO}#{PR}:secret",
+        f"security:{REPO}#{PR}:secret",
+        f"security:{REPO}#{PR}:protected-path",
+        f"security:{REPO}#{PR}:protected-path",
+    ]
+    later = review.escalate(
+        REPO, facts(head=OLD, attempt="reopened"), with_escalations(long), MAINTAINERS
+    )
+    assert [a.key for a in later if isinstance(a, RecordEscalation)] == keys[:1]
+    other_pull = facts().model_copy(update={"number": PR + 1})
+    elsewhere = review.escalate(REPO, other_pull, with_escalations(SECRET), MAINTAINERS)
+    assert [a.key for a in elsewhere if isinstance(a, RecordEscalation)] == [
+        f"security:{REPO}#{PR + 1}:secret"
+    ]
     # the store keeps escalation keys in 256 characters, with a full-length repository name
     long_repo = f"{'o' * 39}/{'r' * 100}"
     longest = review.escalate(long_repo, facts(), with_escalations(long), MAINTAINERS)
@@ -903,7 +1179,9 @@ def test_escalation_keys_are_stable_and_bounded() -> None:
 # -- the verdict's conclusion ---------------------------------------------------------------
 
 
-def fix_review(verdict: Verdict, mention: str = f"@{AGENT} ") -> SubmitReview:
+def fix_review(
+    verdict: Verdict, mention: str = f"@{AGENT} ", attempt: str = "push"
+) -> SubmitReview:
     round_ = verdict.round or DEFAULT_CONFIG.limits.max_fix_rounds
     return SubmitReview(
         repo=REPO,
@@ -914,7 +1192,7 @@ def fix_review(verdict: Verdict, mention: str = f"@{AGENT} ") -> SubmitReview:
         + gates.fix_instructions(
             TASK, [SPEC_FAILED, QUALITY_FAILED], round_, DEFAULT_CONFIG.limits.max_fix_rounds
         ),
-        key=f"review:{REPO}#{PR}@{HEAD}:changes",
+        key=f"review:{REPO}#{PR}@{HEAD}:{attempt}:changes",
         reason=f"review: {verdict.reason}",
     )
 
@@ -1018,6 +1296,61 @@ def test_conclude(
     assert actions == expected
 
 
+def test_each_review_attempt_submits_a_review_of_its_own() -> None:
+    """A second review of the same head (reopened, ok-to-test) is keyed apart."""
+    again = facts(attempt="reopened")
+    fix = review.conclude(REPO, again, FIX, SPEC_FAILED, QUALITY_FAILED, DEFAULT_CONFIG, REVIEWED)
+    assert fix == [*fixed()[:2], fix_review(FIX, attempt="reopened")]
+    (block, *_) = [
+        a
+        for a in review.conclude(
+            REPO, again, BLOCKED, SPEC_FAILED, QUALITY_FAILED, DEFAULT_CONFIG, REVIEWED
+        )
+        if isinstance(a, SubmitReview)
+    ]
+    assert block.key == f"review:{REPO}#{PR}@{HEAD}:reopened:changes"
+
+
+def many_findings(gate: Literal["spec", "quality"], count: int, message: str) -> GateResult:
+    """A failed gate whose fix instructions are long: `count` findings of `message`."""
+    findings = tuple(
+        Finding("scope", message, path=f"{gate}/{i:03d}/" + "d" * 150 + ".py") for i in range(count)
+    )
+    return GateResult(gate, "fail", f"{count} problems: scope.", findings)
+
+
+def test_the_review_body_is_clipped_to_what_github_takes() -> None:
+    spec = many_findings("spec", 50, "x" * 480)
+    quality = many_findings("quality", 50, "y" * 480)
+    verdict = gates.verdict(spec, quality, fix_rounds=1, max_fix_rounds=5)
+    full = f"@{AGENT} " + gates.fix_instructions(TASK, [spec, quality], 2, 5)
+    assert len(full) > review.REVIEW_BODY_CHARS  # within the 65,535 of a check run's text
+    actions = review.conclude(REPO, facts(), verdict, spec, quality, DEFAULT_CONFIG, REVIEWED)
+    (request,) = [a for a in actions if isinstance(a, SubmitReview)]
+    assert review.REVIEW_BODY_CHARS == 60_000
+    assert len(request.body.encode()) <= review.REVIEW_BODY_CHARS
+    assert request.body.startswith(f"@{AGENT} ")
+    # cut between whole findings, never inside one (a code span cut open could make a
+    # quoted @-mention live), and it says how much was left out
+    kept = request.body.splitlines()[:-1]
+    assert all(line in full.splitlines() for line in kept)
+    assert request.body.splitlines()[-1] == gates.PIECES_LEFT_OUT.format(
+        count=full.count("\n- ") - request.body.count("\n- "),
+        limit=review.REVIEW_BODY_CHARS - len(f"@{AGENT} "),
+    )
+
+
+def test_a_short_review_body_is_not_clipped() -> None:
+    (_, _, request) = review.conclude(
+        REPO, facts(), FIX, SPEC_FAILED, QUALITY_FAILED, DEFAULT_CONFIG, REVIEWED
+    )
+    assert isinstance(request, SubmitReview)
+    assert request.body == f"@{AGENT} " + gates.fix_instructions(
+        TASK, [SPEC_FAILED, QUALITY_FAILED], 2, 5
+    )
+    assert not request.body.endswith("…")
+
+
 def test_fix_instructions_mention_the_agent_and_the_round() -> None:
     (_, _, request) = review.conclude(
         REPO, facts(), FIX, SPEC_FAILED, QUALITY_FAILED, DEFAULT_CONFIG, REVIEWED
@@ -1030,15 +1363,29 @@ def test_fix_instructions_mention_the_agent_and_the_round() -> None:
 # -- approving and merging ------------------------------------------------------------------
 
 
-def test_approve() -> None:
-    assert review.approve(REPO, facts()) == [
+@pytest.mark.parametrize(
+    ("pull", "key"),
+    [
+        pytest.param(facts(), f"review:{REPO}#{PR}@{HEAD}:push:approve", id="push"),
+        pytest.param(
+            facts(attempt="reopened"), f"review:{REPO}#{PR}@{HEAD}:reopened:approve", id="reopened"
+        ),
+        pytest.param(
+            facts(attempt="ok-to-test-8b53639f"),
+            f"review:{REPO}#{PR}@{HEAD}:ok-to-test-8b53639f:approve",
+            id="ok-to-test",
+        ),
+    ],
+)
+def test_approve(pull: PullFacts, key: str) -> None:
+    assert review.approve(REPO, pull) == [
         SubmitReview(
             repo=REPO,
             number=PR,
             commit_id=HEAD,
             event="APPROVE",
             body=review.APPROVED.format(sha=HEAD[:7]),
-            key=f"review:{REPO}#{PR}@{HEAD}:approve",
+            key=key,
             reason="review: both gates passed",
         )
     ]
@@ -1175,6 +1522,154 @@ def test_cannot_merge(
     assert actions == expected
     assert not any(isinstance(a, Merge) for a in actions)
     assert not any(isinstance(a, SubmitReview) and a.event == "APPROVE" for a in actions)
+
+
+# -- passed, but not Nightshift's to merge --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("pull", "text"),
+    [
+        pytest.param(
+            facts(author="stranger", fork=True),
+            f"Both gates passed on {HEAD[:7]}. #{PR} is by @stranger, not the task's agent and "
+            "comes from a fork: Nightshift merges only its agents' pull requests, so a "
+            "maintainer decides on this one.",
+            id="strangers-fork",
+        ),
+        pytest.param(
+            facts(author="stranger", fork=True, ok_to_test_sha=HEAD),
+            f"Both gates passed on {HEAD[:7]}. #{PR} is by @stranger, not the task's agent and "
+            "comes from a fork: Nightshift merges only its agents' pull requests, so a "
+            "maintainer decides on this one.",
+            id="strangers-fork-after-ok-to-test",
+        ),
+        pytest.param(
+            facts(author="drive-by"),
+            f"Both gates passed on {HEAD[:7]}. #{PR} is by @drive-by, not the task's agent: "
+            "Nightshift merges only its agents' pull requests, so a maintainer decides on "
+            "this one.",
+            id="another-author-in-the-repository",
+        ),
+        pytest.param(
+            facts(fork=True),
+            f"Both gates passed on {HEAD[:7]}. #{PR} is by @{AGENT} (its agent, but from a "
+            "fork): Nightshift merges only its agents' pull requests, so a maintainer decides "
+            "on this one.",
+            id="the-agents-fork",
+        ),
+        pytest.param(
+            facts(author=AGENT.upper(), fork=True),
+            f"Both gates passed on {HEAD[:7]}. #{PR} is by @{AGENT.upper()} (its agent, but "
+            "from a fork): Nightshift merges only its agents' pull requests, so a maintainer "
+            "decides on this one.",
+            id="the-agents-fork-login-without-case",
+        ),
+        pytest.param(
+            facts(agent=None),
+            f"Both gates passed on {HEAD[:7]}. #{PR} is by @{AGENT}, not the task's agent: "
+            "Nightshift merges only its agents' pull requests, so a maintainer decides on "
+            "this one.",
+            id="task-without-agent",
+        ),
+    ],
+)
+def test_passed_for_human(pull: PullFacts, text: str) -> None:
+    assert not review.may_merge(pull)
+    actions = review.passed_for_human(REPO, pull)
+    assert actions == [
+        Comment(
+            repo=REPO,
+            number=PR,
+            body=text,
+            key=f"passed-for-human:{REPO}#{PR}@{HEAD}",
+            reason="review: both gates passed; not the agent's PR, so not merged",
+        )
+    ]
+    assert not any(isinstance(a, Merge) for a in actions)
+    assert not any(isinstance(a, SubmitReview) for a in actions)
+
+
+def test_passed_for_human_is_said_once_per_head() -> None:
+    """Keyed by head, not attempt: reviewing the same head again says nothing new."""
+
+    def key(pull: PullFacts) -> str:
+        (comment,) = review.passed_for_human(REPO, pull)
+        assert isinstance(comment, Comment)
+        return comment.key
+
+    stranger = facts(author="stranger", fork=True)
+    assert key(stranger) == f"passed-for-human:{REPO}#{PR}@{HEAD}"
+    assert key(facts(author="stranger", fork=True, attempt="reopened")) == key(stranger)
+    assert key(facts(author="stranger", fork=True, head=OLD)) == (
+        f"passed-for-human:{REPO}#{PR}@{OLD}"
+    )
+
+
+# -- a review that could not finish ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("reason", "shown"),
+    [
+        pytest.param("the sandbox is unavailable", "the sandbox is unavailable", id="plain"),
+        pytest.param(
+            "GitHub said @acme/security <b>no</b>\n\n# boom",
+            "GitHub said @\u200bacme/security &lt;b&gt;no&lt;/b&gt; # boom",
+            id="reason-is-inert-prose",
+        ),
+    ],
+)
+def test_review_failed(reason: str, shown: str) -> None:
+    why = f"review: could not finish: {shown}"
+    output = {
+        "title": "Nightshift could not finish the review",
+        "summary": f"Nightshift could not finish the review: {shown}. Push again to retry.",
+    }
+    assert review.REVIEW_FAILED == "Nightshift could not finish the review"
+    assert review.review_failed(REPO, PR, TASK, HEAD, reason) == [
+        PublishCheck(
+            repo=REPO,
+            head_sha=HEAD,
+            name="Nightshift / spec",
+            key=f"check:{REPO}@{HEAD}:spec:push",
+            status="completed",
+            conclusion="failure",
+            output=output,
+            reason=why,
+        ),
+        PublishCheck(
+            repo=REPO,
+            head_sha=HEAD,
+            name="Nightshift / quality",
+            key=f"check:{REPO}@{HEAD}:quality:push",
+            status="completed",
+            conclusion="failure",
+            output=output,
+            reason=why,
+        ),
+        RecordEscalation(
+            repo=REPO,
+            number=TASK,
+            level="deferred",
+            category="review-error",
+            summary=f"#{PR}: the review of {HEAD[:7]} could not finish",
+            key=f"review-error:{REPO}#{PR}@{HEAD}",
+            reason=why,
+        ),
+    ]
+
+
+def test_review_failed_caps_the_reason() -> None:
+    (spec, _, escalation) = review.review_failed(REPO, PR, TASK, HEAD, "e" * 1000)
+    assert isinstance(spec, PublishCheck)
+    assert isinstance(escalation, RecordEscalation)
+    assert spec.reason == "review: could not finish: " + "e" * 199 + "…"
+    assert spec.output == {
+        "title": review.REVIEW_FAILED,
+        "summary": f"{review.REVIEW_FAILED}: " + "e" * 499 + "…. Push again to retry.",
+    }
+    assert escalation.reason == spec.reason
 
 
 # -- a blocked task takes a new push; our own check suite is not CI ------------------------

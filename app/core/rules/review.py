@@ -459,8 +459,6 @@ PASSED_FOR_HUMAN = (
     "Both gates passed on {sha}. #{pull} is by @{author}, not the task's agent{fork}: "
     "Nightshift merges only its agents' pull requests, so a maintainer decides on this one."
 )
-NOT_MERGED_TASK_MOVED = "the task is no longer in review ({state})"
-NOT_MERGED_PAUSED = "the repository is paused"
 SECURITY_TITLE = "Security: {what} in #{pull}"
 SECURITY_BODY = (
     "**Risk:** {what} at {where} in #{pull} (task #{task}).\n"
@@ -617,9 +615,9 @@ def conclude(
         ]
     limit = config.limits.max_fix_rounds
     round_ = verdict.round or limit
-    body = gates.clip(
-        mention + gates.fix_instructions(pull.task, [spec, quality], round_, limit),
-        REVIEW_BODY_CHARS,
+    # fitted in whole pieces (a cut inside a code span could make a quoted @-mention live)
+    body = mention + gates.fix_instructions(
+        pull.task, [spec, quality], round_, limit, limit=REVIEW_BODY_CHARS - len(mention)
     )
     review = SubmitReview(
         repo=repo,
@@ -751,7 +749,9 @@ def passed_for_human(repo: str, pull: PullFacts) -> list[Action]:
     ]
 
 
-def review_failed(repo: str, number: int, task: int, head: str, reason: str) -> list[Action]:
+def review_failed(
+    repo: str, number: int, task: int, head: str, reason: str, attempt: str = "push"
+) -> list[Action]:
     """A review that could not finish: both check runs say so (never left spinning), and a
     person hears of it in the report."""
     why = f"review: could not finish: {gates.plain(reason, 200)}"
@@ -765,7 +765,7 @@ def review_failed(repo: str, number: int, task: int, head: str, reason: str) -> 
                 repo=repo,
                 head_sha=head,
                 name=CHECK_NAMES[gate],
-                key=f"check:{repo}@{head}:{gate}:failed",
+                key=_check_key(repo, head, gate, attempt),  # the runs this attempt started
                 status="completed",
                 conclusion="failure",
                 output=output,
