@@ -23,7 +23,11 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from dbos import DBOS, DBOSClient, DBOSConfiguredInstance, EnqueueOptions
-from dbos._error import DBOSMaxStepRetriesExceeded, DBOSWorkflowCancelledError
+from dbos._error import (
+    DBOSException,
+    DBOSMaxStepRetriesExceeded,
+    DBOSWorkflowCancelledError,
+)
 from pydantic import TypeAdapter
 
 from app.core import gates
@@ -123,6 +127,13 @@ class ReviewEngine(DBOSConfiguredInstance):
         client = self._client()
         workflow_id = review_id(action)
         prefix = f"review:{action.repo}#{action.number}@"
+        live = facts.get(
+            self._github(), installation_id, f"/repos/{action.repo}/pulls/{action.number}"
+        )
+        if live["head"]["sha"] != action.head_sha:
+            # a late (redelivered, reordered) event for a head already replaced: it must not
+            # cancel the review of the current head, nor be reviewed itself
+            return f"{workflow_id} (stale: the head is now {live['head']['sha'][:7]})"
         for older in client.list_workflows(
             workflow_id_prefix=prefix,
             status=["PENDING", "ENQUEUED"],
@@ -169,6 +180,8 @@ class ReviewEngine(DBOSConfiguredInstance):
         except DBOSWorkflowCancelledError:
             raise  # a newer head took over: nothing to report on this one
         except Exception as exc:
+            if isinstance(exc, DBOSException) and not isinstance(exc, DBOSMaxStepRetriesExceeded):
+                raise  # the engine itself (shutting down, ...): recovery resumes the review
             # a step ran out of retries (GitHub down, the fetch failed, ...): never leave the
             # check runs spinning; say what failed and record it for a person
             reason = _reason(exc)
@@ -282,6 +295,11 @@ class ReviewEngine(DBOSConfiguredInstance):
         data = facts.get(github, installation_id, f"/repos/{repo}/pulls/{number}")
         issue = facts.get(github, installation_id, f"/repos/{repo}/issues/{task}")
         stored = self.store.pull(repo, number)
+        if stored is not None and stored.head_sha != data["head"]["sha"]:
+            # a late event recorded an older head: GitHub's answer is the truth
+            self.store.record_pull(
+                repo, number, stored.task, data["head"]["sha"], stored.author, stored.fork
+            )
         known = self.store.task(repo, task)
         head = data["head"]
         source = (head.get("repo") or {}).get("full_name") or ""

@@ -522,8 +522,9 @@ def test_a_merge_that_turns_main_red_is_reverted_by_a_pull_request_and_escalated
 @needs_bwrap
 def test_a_review_that_cannot_finish_says_so_on_both_checks(scene: Scene) -> None:
     sha = scene.push(18, GOOD_CHANGE)
-    # the pull request cannot be read (a 404 every time): the gather step gives up
-    scene.fake.fail("GET", rf"/repos/{REPO}/pulls/18", 404, times=100)
+    scene.fake.pull(REPO, 18, body=PR_BODY, head_sha=sha, base_sha=scene.base, author=AGENT)
+    # the task's issue cannot be read (a 404 every time): the gather step gives up
+    scene.fake.fail("GET", rf"/repos/{REPO}/issues/{TASK}", 404, times=100)
     scene.deliver("pull_request", scene.pr_event(18, sha, "opened"))
     assert scene.review(18, sha) == "error"
     assert scene.checks(sha) == {
@@ -547,3 +548,26 @@ def test_a_merge_whose_answer_was_lost_is_still_finished(scene: Scene) -> None:
     assert [e for e in scene.fake.effects if ":merged@" in e] == [
         f"{REPO}#19:merged@{sha[:7]}:squash"
     ]
+
+
+@needs_bwrap
+def test_a_late_event_for_an_older_head_does_not_cancel_the_current_review(scene: Scene) -> None:
+    old = scene.open(20, GOOD_CHANGE, ci=None)
+    assert scene.review(20, old) == "fix"  # its required check never reported
+    engine = scene.runtime.reviews
+    engine.tools = dataclasses.replace(engine.tools, poll_seconds=30)
+    new = scene.push(20, {**GOOD_CHANGE, "src/greet.txt": b"hello again\n"})
+    scene.deliver("pull_request", scene.pr_event(20, new, "synchronize"))
+    current = f"review:{REPO}#20@{new}:push"
+    deadline = time.monotonic() + 30
+    while scene.checks(new).get(SPEC, (None, ""))[0] != "success":
+        assert time.monotonic() < deadline, "the current head's review did not reach gate 2"
+        time.sleep(0.05)
+    # the old head's event arrives again, late (a redelivery under a new delivery id)
+    scene.deliver("pull_request", scene.pr_event(20, old, "synchronize"))
+    status = DBOS.get_workflow_status(current)
+    assert status is not None and status.status == "PENDING"
+    pull = scene.runtime.store.pull(REPO, 20)
+    assert pull is not None
+    audit = [e.detail for e in scene.runtime.store.audit_log(limit=500) if e.kind == "action"]
+    assert any("stale" in str(d.get("workflow", "")) for d in audit if d)
