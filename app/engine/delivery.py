@@ -74,7 +74,7 @@ class DeliveryEngine(DBOSConfiguredInstance):
         try:
             plan = self.plan(delivery_id)
         except Exception as exc:  # GitHub unreachable while reading the configuration, ...
-            self.finish(delivery_id, "failed", _reason(exc))
+            self.finish(delivery_id, "failed", failure_reason(exc))
             return "failed"
         status = str(plan["status"])
         if status == "handled":
@@ -84,7 +84,7 @@ class DeliveryEngine(DBOSConfiguredInstance):
                     outcome = self.execute(delivery_id, plan["installation_id"], index, action)
                 except Exception as exc:  # still failing after the step's retries
                     outcome = "failed"
-                    errors.append(f"action {index + 1}: {_reason(exc)}")
+                    errors.append(f"action {index + 1}: {failure_reason(exc)}")
                 if outcome == "conflict":
                     errors.append(
                         f"action {index + 1}: the task moved since the decision; "
@@ -268,7 +268,7 @@ class DeliveryEngine(DBOSConfiguredInstance):
         self.store.finish_delivery(delivery_id, status, error)
 
 
-def _reason(exc: Exception) -> str:
+def failure_reason(exc: Exception) -> str:
     """The underlying error, also when DBOS gave up retrying a step."""
     if isinstance(exc, DBOSMaxStepRetriesExceeded) and exc.errors:
         last = exc.errors[-1]

@@ -36,7 +36,6 @@ from app.core.config import Config
 from app.core.gates import GateResult
 from app.core.review_facts import CheckResult, CommandRun, JudgeVerdict
 from app.core.rules import review as rules
-from app.core.state import Pull
 from app.core.tasks import State as TaskState
 from app.core.tasks import Task, parse_previous
 from app.effects import facts
@@ -47,6 +46,7 @@ from app.effects.github import GitHubPort
 from app.effects.repo_config import ConfigSource
 from app.effects.sandbox import Sandbox, SandboxUnavailable
 from app.effects.store import Store
+from app.engine.delivery import failure_reason
 
 log = logging.getLogger("nightshift.review")
 
@@ -184,7 +184,7 @@ class ReviewEngine(DBOSConfiguredInstance):
                 raise  # the engine itself (shutting down, ...): recovery resumes the review
             # a step ran out of retries (GitHub down, the fetch failed, ...): never leave the
             # check runs spinning; say what failed and record it for a person
-            reason = _reason(exc)
+            reason = failure_reason(exc)
             log.warning("review %s could not finish: %s", me, reason)
             attempt = me.rsplit(":", 1)[-1]
             failed = rules.review_failed(repo, number, task, head, reason, attempt)
@@ -239,9 +239,10 @@ class ReviewEngine(DBOSConfiguredInstance):
         if not rules.may_merge(pull):
             self.act(me, installation_id, rules.passed_for_human(repo, pull))
             return "passed"
-        task = self.read_task(repo, pull.task)
-        if task is None or task.state is not TaskState.IN_REVIEW or self._paused(repo):
-            return "not-merged"  # moved on (paused, cancelled, another PR) since the review
+        refusal = rules.merge_refusal(self.read_task(repo, pull.task), self._paused(repo))
+        if refusal is not None:
+            log.info("review %s: not merged: %s", me, refusal)
+            return "not-merged"
         self.act(me, installation_id, rules.approve(repo, pull))
         polls = 0
         for _attempt in range(config.review.mergeable_poll_attempts + 2):
@@ -322,7 +323,7 @@ class ReviewEngine(DBOSConfiguredInstance):
             "pr_body": data.get("body") or "",
             "issue_title": issue.get("title") or "",
             "issue_body": issue.get("body") or "",
-            "fix_rounds": _rounds_before(stored, head["sha"]),
+            "fix_rounds": rules.rounds_before(stored, head["sha"]),
             "config": loaded.config.model_dump(),
         }
 
@@ -529,16 +530,6 @@ def _env(name: str) -> str | None:
     return os.environ.get(name)
 
 
-def _rounds_before(stored: Pull | None, head: str) -> int:
-    """Fix rounds sent before this head's review: a second review of the same head (after
-    `/nightshift ok-to-test`) must not count the round its first review already sent."""
-    if stored is None:
-        return 0
-    if stored.fix_round_sha == head:
-        return max(0, stored.fix_rounds - 1)
-    return stored.fix_rounds
-
-
 def _redacted(run: CommandRun, values: Iterable[str]) -> CommandRun:
     """The run with the values passed in hidden from its log tail (which GitHub shows)."""
     tail = run.output_tail
@@ -546,13 +537,6 @@ def _redacted(run: CommandRun, values: Iterable[str]) -> CommandRun:
         if len(value) >= 4:
             tail = tail.replace(value, "***")
     return dataclasses.replace(run, output_tail=tail)
-
-
-def _reason(exc: Exception) -> str:
-    if isinstance(exc, DBOSMaxStepRetriesExceeded) and exc.errors:
-        last = exc.errors[-1]
-        return f"{type(last).__name__}: {last}"
-    return f"{type(exc).__name__}: {exc}"
 
 
 def _read_inside(tree: Any, relative: str, limit: int) -> bytes | None:

@@ -1221,8 +1221,8 @@ def blocked(verdict: Verdict = BLOCKED, transition: bool = True) -> list[Action]
     move = [moved("in_review", "blocked", "block", why, previous="in_review")]
     return [
         *(move if transition else []),
-        fix_review(verdict),
         AddLabels(repo=REPO, number=PR, labels=(review.BLOCKED_LABEL,), reason=why),
+        fix_review(verdict),
         RecordEscalation(
             repo=REPO,
             number=TASK,
@@ -2016,3 +2016,32 @@ def test_merge_checks_are_read_only_when_they_decide(
 ) -> None:
     env = Envelope.parse("d1", "workflow_run", data)
     assert review.wants_merge_checks(env, merged, config) is expected
+
+
+@pytest.mark.parametrize(
+    ("task_state", "paused", "expected"),
+    [
+        pytest.param(TaskState.IN_REVIEW, False, None, id="in-review"),
+        pytest.param(TaskState.IN_REVIEW, True, "the repository is paused", id="paused"),
+        pytest.param(
+            TaskState.CANCELLED, False, "the task is no longer in review (cancelled)", id="moved"
+        ),
+        pytest.param(None, False, "the task is no longer in review (gone)", id="no-task"),
+    ],
+)
+def test_merge_refusal(task_state: TaskState | None, paused: bool, expected: str | None) -> None:
+    found = task(task_state) if task_state is not None else None
+    assert review.merge_refusal(found, paused) == expected
+
+
+@pytest.mark.parametrize(
+    ("stored", "expected"),
+    [
+        pytest.param(None, 0, id="never-reviewed"),
+        pytest.param(Pull(REPO, PR, TASK, HEAD, AGENT, False, 2, OLD), 2, id="other-head"),
+        pytest.param(Pull(REPO, PR, TASK, HEAD, AGENT, False, 2, HEAD), 1, id="same-head-again"),
+        pytest.param(Pull(REPO, PR, TASK, HEAD, AGENT, False, 0, HEAD), 0, id="never-below-zero"),
+    ],
+)
+def test_rounds_before_a_review_of_this_head(stored: Pull | None, expected: int) -> None:
+    assert review.rounds_before(stored, HEAD) == expected

@@ -211,35 +211,47 @@ def blocked_by_ci(
         link=f" ({url})" if isinstance(url, str) and url.startswith("https://") else "",
         mention=f"@{agent} " if agent else "",
     )
-    actions: list[Action] = []
-    task = state.task
-    if task is not None:
-        step = move(task, Event.BLOCK)
-        if step is not None:
-            actions.append(as_action(repo, task.number, step, Event.BLOCK, why))
-    actions += [
-        AddLabels(repo=repo, number=pull.number, labels=(BLOCKED_LABEL,), reason=why),
-        Comment(
-            repo=repo,
-            number=pull.number,
-            body=body,
-            key=f"ci-blocked:{repo}#{pull.number}@{pull.head_sha}",
-            reason=why,
-        ),
+    notice = Comment(
+        repo=repo,
+        number=pull.number,
+        body=body,
+        key=f"ci-blocked:{repo}#{pull.number}@{pull.head_sha}",
+        reason=why,
+    )
+    summary = (
+        f"#{pull.number}: CI {gates.code(name, 100)} still fails after {state.ci_retries} re-run(s)"
+    )
+    key = f"ci:{repo}#{pull.number}@{pull.head_sha}"
+    return block(repo, pull.number, pull.task, state.task, why, notice, "ci", summary, key)
+
+
+def block(
+    repo: str,
+    pull_number: int,
+    task_number: int,
+    task: Task | None,
+    why: str,
+    notice: Comment | SubmitReview,
+    category: str,
+    summary: str,
+    key: str,
+) -> list[Action]:
+    """Blocked for a person: the task moved, the PR labelled, the agent told (`notice`),
+    and a deferred escalation recorded for the report."""
+    return [
+        *_task_move(repo, task, Event.BLOCK, why),
+        AddLabels(repo=repo, number=pull_number, labels=(BLOCKED_LABEL,), reason=why),
+        notice,
         RecordEscalation(
             repo=repo,
-            number=pull.task,
+            number=task_number,
             level="deferred",
-            category="ci",
-            summary=(
-                f"#{pull.number}: CI {gates.code(name, 100)} still fails after "
-                f"{state.ci_retries} re-run(s)"
-            ),
-            key=f"ci:{repo}#{pull.number}@{pull.head_sha}",
+            category=category,
+            summary=summary,
+            key=key,
             reason=why,
         ),
     ]
-    return actions
 
 
 # -- a merge that turned the default branch red --------------------------------------------
@@ -456,9 +468,12 @@ ESCALATION_PLACES = 20  # places listed in one urgent issue
 REVIEW_BODY_CHARS = 60_000  # GitHub takes 65,536; room for the mention and the marker
 REVIEW_FAILED = "Nightshift could not finish the review"
 PASSED_FOR_HUMAN = (
-    "Both gates passed on {sha}. #{pull} is by @{author}, not the task's agent{fork}: "
+    "Both gates passed on {sha}. #{pull} is by @{author}{who}: "
     "Nightshift merges only its agents' pull requests, so a maintainer decides on this one."
 )
+NOT_THE_AGENT = ", not the task's agent"
+FROM_A_FORK = " and comes from a fork"
+AGENTS_FORK = " (its agent, but from a fork)"
 SECURITY_TITLE = "Security: {what} in #{pull}"
 SECURITY_BODY = (
     "**Risk:** {what} at {where} in #{pull} (task #{task}).\n"
@@ -635,20 +650,9 @@ def conclude(
             review,
         ]
     # blocked: the rounds are used up; a person decides (a deferred escalation)
-    return [
-        *_task_move(repo, task, Event.BLOCK, why),
-        review,
-        AddLabels(repo=repo, number=pull.number, labels=(BLOCKED_LABEL,), reason=why),
-        RecordEscalation(
-            repo=repo,
-            number=pull.task,
-            level="deferred",
-            category="fix-rounds",
-            summary=f"#{pull.number}: {verdict.reason}",
-            key=f"fix-rounds:{repo}#{pull.number}",
-            reason=why,
-        ),
-    ]
+    summary = f"#{pull.number}: {verdict.reason}"
+    key = f"fix-rounds:{repo}#{pull.number}"
+    return block(repo, pull.number, pull.task, task, why, review, "fix-rounds", summary, key)
 
 
 def approve(repo: str, pull: PullFacts) -> list[Action]:
@@ -706,42 +710,24 @@ def cannot_merge(
     else:
         text = GAVE_UP.format(mention=mention, pull=pull.number, reason=decision.reason)
         category = "merge"
-    return [
-        *_task_move(repo, task, Event.BLOCK, why),
-        AddLabels(repo=repo, number=pull.number, labels=(BLOCKED_LABEL,), reason=why),
-        Comment(
-            repo=repo,
-            number=pull.number,
-            body=text,
-            key=f"{category}:{repo}#{pull.number}@{pull.head_sha}",
-            reason=why,
-        ),
-        RecordEscalation(
-            repo=repo,
-            number=pull.task,
-            level="deferred",
-            category=category,
-            summary=f"#{pull.number}: {decision.reason}",
-            key=f"{category}:{repo}#{pull.number}@{pull.head_sha}",
-            reason=why,
-        ),
-    ]
+    key = f"{category}:{repo}#{pull.number}@{pull.head_sha}"
+    notice = Comment(repo=repo, number=pull.number, body=text, key=key, reason=why)
+    summary = f"#{pull.number}: {decision.reason}"
+    return block(repo, pull.number, pull.task, task, why, notice, category, summary, key)
 
 
 def passed_for_human(repo: str, pull: PullFacts) -> list[Action]:
     """Both gates passed on a PR Nightshift may not merge: say so once, merge nothing."""
-    fork = " and comes from a fork" if pull.fork else ""
     if pull.agent is not None and pull.author.lower() == pull.agent.lower():
-        fork = " (its agent, but from a fork)"
-        body = PASSED_FOR_HUMAN.replace(", not the task's agent{fork}", "{fork}")
+        who = AGENTS_FORK  # the agent itself, from a fork
     else:
-        body = PASSED_FOR_HUMAN
+        who = NOT_THE_AGENT + (FROM_A_FORK if pull.fork else "")
     return [
         Comment(
             repo=repo,
             number=pull.number,
-            body=body.format(
-                sha=pull.head_sha[:7], pull=pull.number, author=pull.author, fork=fork
+            body=PASSED_FOR_HUMAN.format(
+                sha=pull.head_sha[:7], pull=pull.number, author=pull.author, who=who
             ),
             key=f"passed-for-human:{repo}#{pull.number}@{pull.head_sha}",
             reason="review: both gates passed; not the agent's PR, so not merged",
@@ -783,3 +769,23 @@ def review_failed(
             reason=why,
         ),
     ]
+
+
+def merge_refusal(task: Task | None, paused: bool) -> str | None:
+    """Why a reviewed PR must not be merged now (the task moved on since, or the repository
+    was paused), or None."""
+    if paused:
+        return "the repository is paused"
+    if task is None or task.state is not TaskState.IN_REVIEW:
+        return f"the task is no longer in review ({task.state.value if task else 'gone'})"
+    return None
+
+
+def rounds_before(stored: Pull | None, head: str) -> int:
+    """Fix rounds sent before this head's review: a second review of the same head (after
+    `/nightshift ok-to-test`) must not count the round its first review already sent."""
+    if stored is None:
+        return 0
+    if stored.fix_round_sha == head:
+        return max(0, stored.fix_rounds - 1)
+    return stored.fix_rounds
