@@ -15,7 +15,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
-from app.settings import Settings, SettingsError, load_settings, require
+from app.settings import Settings, SettingsError, agent_secret, load_settings, require
 
 log = logging.getLogger("nightshift")
 
@@ -72,6 +72,19 @@ def _parser() -> argparse.ArgumentParser:
 
     status = sub.add_parser("status", help="one screen: deliveries, tasks, pauses, workers")
     status.add_argument("--json", action="store_true", help="print it as JSON")
+
+    report = sub.add_parser("report", help="print the morning report (markdown) from the database")
+    report.add_argument(
+        "--repo", help="only this repository (OWNER/NAME); default: each with tasks"
+    )
+    report.add_argument(
+        "--since",
+        help="ISO date/time or a duration back from now (24h, 7d); default: since the last report",
+    )
+    report.add_argument("--json", action="store_true", help="one JSON object per repository")
+
+    agents = sub.add_parser("agents", help="the agents of every roster, with their state")
+    agents.add_argument("--json", action="store_true", help="one JSON object per line")
 
     tasks = sub.add_parser("tasks", help="list tasks and their states")
     tasks.add_argument("--repo", help="only this repository (OWNER/NAME)")
@@ -155,6 +168,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _status(settings, args.json)
         if args.command == "tasks":
             return _tasks(settings, args.repo, args.state, args.json)
+        if args.command == "report":
+            from app.report_cli import ReportError, report
+
+            try:
+                return report(settings, args.repo, args.since, args.json)
+            except ReportError as exc:
+                raise CommandError(str(exc)) from None
+        if args.command == "agents":
+            return _agents(settings, args.json)
         if args.command in ("pause", "resume"):
             return _pause(settings, args.command, None if args.all else args.repository)
         if args.command == "paused":
@@ -173,6 +195,60 @@ def main(argv: Sequence[str] | None = None) -> int:
     raise AssertionError(args.command)
 
 
+def _agents(settings: Settings, as_json: bool) -> int:
+    """Every agent of the rosters as the last dispatch passes read them: its repositories,
+    transport, load against its maximum, and what Nightshift last heard from it."""
+    from app.core.config import DEFAULT_CONFIG
+    from app.core.dispatch import online
+    from app.effects.store import Store
+
+    store = Store(settings.database_url)
+    try:
+        if not store.schema_is_current():
+            raise CommandError("the database has no Nightshift tables yet: run `nightshift serve`")
+        rows = store.roster_snapshot()
+        statuses = store.agent_statuses()
+        loads = store.agent_loads()
+    finally:
+        store.dispose()
+    now = time.time()
+    merged: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        entry = merged.setdefault(
+            row["name"],
+            {
+                "agent": row["name"],
+                "github": row["github"],
+                "transport": row["transport"],
+                "max_tasks": row["max_tasks"],
+                "repositories": [],
+            },
+        )
+        entry["repositories"].append(row["repo"])
+    for name, entry in sorted(merged.items()):
+        status = statuses.get(name)
+        entry["load"] = loads.get(name, 0)
+        entry["online"] = online(status, DEFAULT_CONFIG, now)
+        entry["last_heartbeat"] = status.last_heartbeat if status else None
+        entry["working_on"] = status.task if status else None
+        if as_json:
+            print(json.dumps(entry))
+        else:
+            seen = (
+                f"heartbeat {now - status.last_heartbeat:.0f}s ago"
+                if status is not None and status.last_heartbeat is not None
+                else "no heartbeat"
+            )
+            print(
+                f"{name:<20} {'online' if entry['online'] else 'offline':<8} "
+                f"{entry['load']}/{entry['max_tasks']} tasks  {entry['transport']:<8} {seen}  "
+                f"{', '.join(entry['repositories'])}"
+            )
+    if not merged and not as_json:
+        print("no agents yet: a dispatch pass reads each repository's roster")
+    return 0
+
+
 def _serve(settings: Settings, host: str, port: int, *, workers: bool) -> int:
     import uvicorn
 
@@ -181,7 +257,9 @@ def _serve(settings: Settings, host: str, port: int, *, workers: bool) -> int:
     from app.engine.runtime import Runtime
     from app.web.app import create_app
 
-    require(settings, webhook_secret=True)
+    # without App credentials `serve` offers the setup flow at `/`, which registers the App
+    # and writes its webhook secret; until then every webhook is refused (401)
+    require(settings, webhook_secret=settings.has_app_credentials)
     if not workers and not settings.is_postgres:
         raise CommandError(
             "--no-workers needs a postgresql:// NIGHTSHIFT_DATABASE_URL; "
@@ -197,6 +275,9 @@ def _serve(settings: Settings, host: str, port: int, *, workers: bool) -> int:
         router=ROUTER,
         metrics=runtime.metrics,
         metrics_token=_secret(settings.metrics_token),
+        store=runtime.store,
+        agent_token=lambda agent: agent_secret(agent, "TOKEN"),
+        settings=settings,
     )
     log.info("listening on http://%s:%d/webhooks (workers: %s)", host, port, workers)
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,6 +12,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 ENV_PREFIX = "NIGHTSHIFT_"
 DEFAULT_DATABASE_URL = "sqlite:///./nightshift.db"
 MAX_WEBHOOK_BYTES = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB
+MIN_DASHBOARD_TOKEN = 16  # a guessable token would open the whole dashboard
 
 
 class SettingsError(Exception):
@@ -70,9 +72,21 @@ class Settings(BaseSettings):
         description="Pause between content-creating GitHub requests (secondary limit: 80/min).",
     )
     reconcile_interval_seconds: float = Field(default=3600.0, gt=0)
+    schedule_reports: bool = Field(
+        default=True,
+        description="Publish each repository's report on its `report.schedule` (cron).",
+    )
     metrics_token: SecretStr | None = Field(
         default=None,
         description="When set, /metrics asks for `Authorization: Bearer <token>`.",
+    )
+    dashboard_token: SecretStr | None = Field(
+        default=None,
+        description="Dashboard login token (also as `Authorization: Bearer`); unset: disabled.",
+    )
+    public_url: str | None = Field(
+        default=None,
+        description="The URL GitHub and browsers reach this server at (default: the request's).",
     )
     dead_worker_seconds: float = Field(
         default=60.0,
@@ -108,6 +122,25 @@ class Settings(BaseSettings):
         if value is not None and not value.get_secret_value().strip():
             raise ValueError("must not be empty (unset it to leave /metrics open)")
         return value
+
+    @field_validator("dashboard_token")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().strip()) < MIN_DASHBOARD_TOKEN:
+            raise ValueError(
+                f"must be at least {MIN_DASHBOARD_TOKEN} characters (unset it to disable the "
+                "dashboard)"
+            )
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith(("https://", "http://")) or "?" in value or "#" in value:
+            raise ValueError("must be an http(s) URL without a query (e.g. https://ns.example.com)")
+        return value.rstrip("/")
 
     @field_validator("database_url")
     @classmethod
@@ -179,3 +212,20 @@ def require(settings: Settings, *, webhook_secret: bool = False) -> None:
         )
     if settings.app_id is not None and settings.private_key is None:
         settings.app_private_key()  # a configured key file must be readable
+
+
+def agent_secret(agent: str, kind: str, env_file: str | Path = ".env") -> str | None:
+    """An agent's token (`TOKEN`: its heartbeats) or signing secret (`SECRET`: webhook
+    deliveries to it), from `NIGHTSHIFT_AGENT_<AGENT>_<KIND>` in the environment or `.env`.
+
+    Read at each use, so a secret added or rotated takes effect without a restart. Never in
+    AGENT_ROSTER.md: the roster is public to anyone who can read the repository."""
+    from dotenv import dotenv_values
+
+    from app.core.roster import secret_env_name
+
+    name = secret_env_name(agent, "TOKEN" if kind == "TOKEN" else "SECRET")
+    value = os.environ.get(name)
+    if value is None and Path(env_file).is_file():
+        value = dotenv_values(env_file).get(name)
+    return value or None

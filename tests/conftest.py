@@ -81,4 +81,5 @@ def settings(database_url: str, tmp_path: Path, fake_github: FakeGitHub) -> Sett
         app_id=fake_github.app_id,
         private_key=fake_github.private_key,
         write_interval_seconds=0,
+        schedule_reports=False,  # tests of the report start it themselves
     )

@@ -27,7 +27,12 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        pytest.param({}, "nightshift: error: NIGHTSHIFT_WEBHOOK_SECRET is not set", id="no-secret"),
+        # with App credentials a secret is needed (without, `serve` offers the setup flow)
+        pytest.param(
+            {"NIGHTSHIFT_APP_ID": "1", "NIGHTSHIFT_PRIVATE_KEY": "a key"},
+            "nightshift: error: NIGHTSHIFT_WEBHOOK_SECRET is not set",
+            id="no-secret",
+        ),
         pytest.param(
             {"NIGHTSHIFT_WEBHOOK_SECRET": "s", "NIGHTSHIFT_DATABASE_URL": "mysql://x/y"},
             "nightshift: error: NIGHTSHIFT_DATABASE_URL: Value error, must start with sqlite:///"
@@ -275,9 +280,11 @@ def test_replay_previews_actions_without_touching_anything(
     assert out == (
         f"[1/1] {labelled}: issues.labeled (octo/repo)\n"
         "  octo/repo#7:new->queued  (intake: accepted for autonomous work)\n"
+        "  octo/repo#7:facts  (intake: remember the issue's text, labels and dependencies)\n"
         "  octo/repo#7:+nightshift:queued  (intake: accepted for autonomous work)"
         "  -> POST /repos/octo/repo/issues/7/labels\n"
         '     {"labels": ["nightshift:queued"]}\n'
+        "  octo/repo:dispatch  (intake: accepted for autonomous work: find it an agent)\n"
     )
     assert main(["replay", "--dry-run", "--json", str(recorded)]) == 0
     result = json.loads(capsys.readouterr().out)

@@ -89,9 +89,129 @@ class Transition(_Action):
     from_state: str | None
     to_state: str
     previous: str | None = None  # the detours' return stack, comma-separated
+    # assign: the agent it goes to (GitHub login and roster name); requeue: they are cleared
+    agent: str | None = None
+    agent_name: str | None = None
+    # the task's assignment count the decision saw: the move happens only if it is unchanged
+    # (a timer of an earlier assignment must not take the task from a later agent)
+    expect_assignment: int | None = None
+    exclude: str | None = None  # requeue: this agent does not get the task again
 
     def describe(self) -> str:
-        return f"{self.repo}#{self.number}:{self.from_state or 'new'}->{self.to_state}"
+        to = f"{self.to_state}:{self.agent_name}" if self.agent_name else self.to_state
+        return f"{self.repo}#{self.number}:{self.from_state or 'new'}->{to}"
+
+
+class RecordTask(_Action):
+    """Remember what scheduling and the assignment message need from the issue."""
+
+    kind: Literal["record_task"] = "record_task"
+    number: int
+    title: str
+    body: str | None
+    labels: tuple[str, ...]
+    depends_on: tuple[int, ...]
+    created_at: float
+
+    def describe(self) -> str:
+        return f"{self.repo}#{self.number}:facts"
+
+
+class RecordWaiting(_Action):
+    """Remember why a task waits, as just told on the issue (so it is told once)."""
+
+    kind: Literal["record_waiting"] = "record_waiting"
+    number: int
+    waiting: str | None
+
+    def describe(self) -> str:
+        return f"{self.repo}#{self.number}:waiting"
+
+
+class MarkAgent(_Action):
+    """Record what Nightshift concluded about an agent: offline (heartbeats stopped) or
+    online again; `repo` is the repository whose pass concluded it."""
+
+    kind: Literal["mark_agent"] = "mark_agent"
+    agent: str  # roster name
+    offline: bool
+
+    def describe(self) -> str:
+        return f"agent:{self.agent}:{'offline' if self.offline else 'online'}"
+
+
+class PauseRepository(_Action):
+    """Stop (or, with `resume`, restart) every automatic action in the repository."""
+
+    kind: Literal["pause_repository"] = "pause_repository"
+    by: str
+    resume: bool = False
+
+    def describe(self) -> str:
+        return f"{self.repo}:{'resume' if self.resume else 'pause'} by {self.by}"
+
+
+class ClearExclusions(_Action):
+    """Any agent may take the task again (`/nightshift retry` on a queued task)."""
+
+    kind: Literal["clear_exclusions"] = "clear_exclusions"
+    number: int
+
+    def describe(self) -> str:
+        return f"{self.repo}#{self.number}:exclusions-cleared"
+
+
+class PublishReport(_Action):
+    """Publish the repository's report now (`/nightshift report`), once per `run_key`."""
+
+    kind: Literal["publish_report"] = "publish_report"
+    run_key: str
+
+    def describe(self) -> str:
+        return f"{self.repo}:report:{self.run_key}"
+
+
+class SendToAgent(_Action):
+    """A message to an agent through its roster transport (github, webhook, maestro).
+
+    `message` is app.core.assignment's Message as JSON; `key` makes it one delivery across
+    retries (the webhook transport sends it as the delivery id)."""
+
+    kind: Literal["send_to_agent"] = "send_to_agent"
+    number: int
+    agent: str  # roster name
+    message: dict[str, Any]
+    key: str
+
+    def describe(self) -> str:
+        kind = self.message.get("content", {}).get("type", "message")
+        return f"{self.repo}#{self.number}:to-agent:{self.agent}:{kind}"
+
+
+class MoveCard(_Action):
+    """Put the issue's card in the project column for its task state (config.project)."""
+
+    kind: Literal["move_card"] = "move_card"
+    number: int
+    column: str
+
+    def describe(self) -> str:
+        return f"{self.repo}#{self.number}:card->{self.column}"
+
+
+class Dispatch(_Action):
+    """Run the repository's dispatch pass: acknowledgements, failovers, assignments.
+
+    Passes are level-triggered (each looks at the whole repository), so `cause` only names
+    the workflow; a pass already waiting in the queue makes a new one unnecessary."""
+
+    kind: Literal["dispatch"] = "dispatch"
+    cause: str
+    delay_seconds: float = 0  # an acknowledgement deadline: the pass runs after it
+
+    def describe(self) -> str:
+        after = f" in {self.delay_seconds:.0f}s" if self.delay_seconds else ""
+        return f"{self.repo}:dispatch{after}"
 
 
 # -- the review ------------------------------------------------------------------------------
@@ -304,11 +424,19 @@ StoreAction = (
     | CountFixRound
     | CountCiRetry
     | RecordEscalation
+    | RecordTask
+    | RecordWaiting
+    | MarkAgent
+    | PauseRepository
+    | ClearExclusions
 )
-EngineAction = StartReview
+EngineAction = StartReview | Dispatch | PublishReport
+AgentAction = SendToAgent
+ProjectAction = MoveCard
 GitAction = RevertMerge  # git on the mirror, then GitHub (app/effects/revert.py)
 Action = Annotated[
-    GitHubAction | StoreAction | EngineAction | GitAction, Field(discriminator="kind")
+    GitHubAction | StoreAction | EngineAction | GitAction | AgentAction | ProjectAction,
+    Field(discriminator="kind"),
 ]
 ACTION_ADAPTER: TypeAdapter[Action] = TypeAdapter(Action)
 ACTIONS_ADAPTER: TypeAdapter[list[Action]] = TypeAdapter(list[Action])

@@ -11,9 +11,11 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pathspec
 import yaml
+from croniter import croniter  # type: ignore[import-untyped]
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 CONFIG_PATH = ".github/nightshift.yml"
@@ -203,6 +205,37 @@ class Review(_Model):
         return commands
 
 
+def _cron(expression: str) -> str:
+    fields = expression.split()
+    if len(fields) != 5 or not croniter.is_valid(" ".join(fields)):
+        raise ValueError(
+            f"{expression!r} is not a cron expression of five fields "
+            "(minute hour day-of-month month day-of-week), like `0 6 * * *`"
+        )
+    return " ".join(fields)
+
+
+def _timezone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: `Europe` is a directory
+        raise ValueError(
+            f"{name!r} is not a known time zone, like `UTC` or `Europe/Berlin`"
+        ) from None
+    return name
+
+
+class Report(_Model):
+    """When the morning report (one rolling issue) is published."""
+
+    schedule: Annotated[str, AfterValidator(_cron)] = Field(
+        default="0 6 * * *", description="cron expression, read in `timezone`"
+    )
+    timezone: Annotated[str, AfterValidator(_timezone)] = Field(
+        default="UTC", description="IANA time zone of the schedule and of the report's dates"
+    )
+
+
 class Config(_Model):
     """What a repository can configure; every key has a default."""
 
@@ -249,6 +282,7 @@ class Config(_Model):
     maintainers: list[str] = Field(default_factory=list, description="logins to mention")
     project: Project = Field(default_factory=Project)
     review: Review = Field(default_factory=Review)
+    report: Report = Field(default_factory=Report)
 
 
 DEFAULT_CONFIG = Config()

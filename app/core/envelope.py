@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, TypeVar
 
 import orjson
@@ -103,6 +104,7 @@ class IssueView(_View):
     assignees: tuple[UserView, ...] = ()
     user: UserView | None = None
     html_url: str = ""
+    created_at: datetime | None = None
 
     @property
     def label_names(self) -> frozenset[str]:

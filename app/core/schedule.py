@@ -94,6 +94,7 @@ class TaskInfo:
     capabilities: frozenset[str] = frozenset()
     priority: int = 0  # lower is more urgent
     depends_on: frozenset[int] = frozenset()
+    excluded: frozenset[str] = frozenset()  # agents that lost it (no ack, offline, ...)
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,10 @@ NO_AGENT_WITH = "no agent in the roster has the capabilities {caps}"
 ALL_OFFLINE = "every agent with the capabilities {caps} is offline"
 ALL_BUSY = "every online agent with the capabilities {caps} is at its maximum of tasks"
 IN_CYCLE = "part of the dependency cycle {cycle}"
+ALL_EXCLUDED = (
+    "every agent with the capabilities {caps} lost this task before (no acknowledgement, "
+    "offline, unreachable, or released); `/nightshift retry` lets them take it again"
+)
 
 
 def capabilities_for(labels: Iterable[str], mapping: Mapping[str, Sequence[str]]) -> frozenset[str]:
@@ -165,25 +170,35 @@ def plan(
 
     load = {agent.name: agent.load for agent in agents}
     online = [agent for agent in agents if agent.online]
-    heaps: dict[frozenset[str], list[tuple[int, float, str]]] = {}
+    # one heap per (capabilities, excluded agents): exclusions are rare, so few heaps
+    heaps: dict[tuple[frozenset[str], frozenset[str]], list[tuple[int, float, str]]] = {}
     by_name = {agent.name: agent for agent in agents}
     assignments: list[tuple[int, str]] = []
-    reasons: dict[frozenset[str], str] = {}
+    reasons: dict[tuple[frozenset[str], frozenset[str]], str] = {}
     for task in ready:
-        heap = heaps.get(task.capabilities)
+        kind = (task.capabilities, task.excluded)
+        heap = heaps.get(kind)
         if heap is None:
             heap = [
                 (load[a.name], -a.record, a.name)
                 for a in online
-                if task.capabilities <= a.capabilities and load[a.name] < a.max_tasks
+                if task.capabilities <= a.capabilities
+                and load[a.name] < a.max_tasks
+                and a.name not in task.excluded
             ]
             heapq.heapify(heap)
-            heaps[task.capabilities] = heap
+            heaps[kind] = heap
         chosen = _pop_best(heap, load, by_name)
         if chosen is None:
-            if task.capabilities not in reasons:
-                reasons[task.capabilities] = _why_waiting(task.capabilities, agents)
-            waiting[task.number] = reasons[task.capabilities]
+            if kind not in reasons:
+                others = [a for a in agents if a.name not in task.excluded]
+                reasons[kind] = _why_waiting(task.capabilities, others)
+                if reasons[kind].startswith(NO_AGENT_WITH.split("{")[0]) and any(
+                    task.capabilities <= a.capabilities for a in agents
+                ):
+                    caps = "{" + ", ".join(sorted(task.capabilities)) + "}"
+                    reasons[kind] = ALL_EXCLUDED.format(caps=caps)
+            waiting[task.number] = reasons[kind]
             continue
         assignments.append((task.number, chosen.name))
         load[chosen.name] += 1

@@ -50,6 +50,35 @@ class RepoState:
     merge_checks: tuple[CheckResult, ...] = ()
     # this GitHub App's id, to tell its own check suites from CI's
     app_id: int | None = None
+    # the issue's native dependencies (blocked-by issues and sub-issues), read from GitHub
+    # when an issue is taken in or edited; None when they were not read
+    native_dependencies: frozenset[int] | None = None
 
 
 EMPTY_STATE = RepoState()
+
+
+@dataclass(frozen=True)
+class AgentStatus:
+    """What Nightshift last heard from (or concluded about) an agent, by roster name."""
+
+    name: str
+    last_heartbeat: float | None = None
+    task: str | None = None  # the task id its latest heartbeat named
+    offline_since: float | None = None  # marked offline by an earlier pass
+    unreachable_since: float | None = None  # its transport failed
+
+
+@dataclass(frozen=True)
+class TaskFacts:
+    """A non-final task of the repository, with what scheduling needs."""
+
+    task: Task
+    title: str = ""
+    body: str | None = None
+    labels: tuple[str, ...] = ()
+    depends_on: frozenset[int] = frozenset()
+    created_at: float = 0.0
+    assigned_at: float | None = None
+    excluded: frozenset[str] = frozenset()
+    waiting: str | None = None  # what the issue was last told about why it waits

@@ -91,6 +91,8 @@ class Task:
     state: State
     previous: tuple[State, ...] = ()  # where detours return to, the latest last
     agent: str | None = None  # the GitHub login of the agent working on it
+    agent_name: str | None = None  # that agent's name in the roster
+    assignment: int = 0  # how many times it was assigned: a timer of an older one finds out
 
 
 @dataclass(frozen=True)
@@ -137,8 +139,19 @@ def path(task: Task | None, *events: Event) -> Move | None:
     return Move(start, last.to_state, last.previous) if last is not None else None
 
 
-def as_action(repo: str, number: int, step: Move, event: Event, reason: str) -> Transition:
-    """The store action that makes `step` (a compare-and-set on its starting state)."""
+def as_action(
+    repo: str,
+    number: int,
+    step: Move,
+    event: Event,
+    reason: str,
+    **assignment: str | int | None,
+) -> Transition:
+    """The store action that makes `step` (a compare-and-set on its starting state).
+
+    `assignment`: Transition's agent fields (agent, agent_name, expect_assignment, exclude)
+    for moves that give the task to an agent or take it away.
+    """
     return Transition(
         repo=repo,
         number=number,
@@ -147,6 +160,7 @@ def as_action(repo: str, number: int, step: Move, event: Event, reason: str) -> 
         to_state=step.to_state.value,
         previous=",".join(state.value for state in step.previous) or None,
         reason=reason,
+        **assignment,
     )
 
 

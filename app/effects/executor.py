@@ -13,20 +13,29 @@ from app.core import revert as revert_texts
 from app.core.actions import (
     Action,
     AllowTests,
+    ClearExclusions,
     Comment,
     CountCiRetry,
     CountFixRound,
+    Dispatch,
     ForgetConfigError,
+    MarkAgent,
     Merge,
+    MoveCard,
     OpenIssue,
+    PauseRepository,
     PublishCheck,
+    PublishReport,
     RecordEscalation,
     RecordPull,
+    RecordTask,
+    RecordWaiting,
     RememberConfigError,
     RemoveLabel,
     RerequestCheckSuite,
     RerunFailedJobs,
     RevertMerge,
+    SendToAgent,
     StartReview,
     SubmitReview,
     Transition,
@@ -46,7 +55,18 @@ from app.effects.store import AuditEntry, Store
 # refused: GitHub would not do it now (a merge of a moved head, of a conflicting PR)
 Outcome = Literal["sent", "recorded", "skipped", "failed", "conflict", "refused"]
 
-StoreOnly = AllowTests | RecordPull | CountFixRound | CountCiRetry | RecordEscalation
+StoreOnly = (
+    AllowTests
+    | RecordPull
+    | CountFixRound
+    | CountCiRetry
+    | RecordEscalation
+    | RecordTask
+    | RecordWaiting
+    | MarkAgent
+    | PauseRepository
+    | ClearExclusions
+)
 
 
 class ReviewStarter(Protocol):
@@ -64,6 +84,43 @@ class Reverter(Protocol):
     ) -> RevertOutcome: ...
 
 
+class Dispatcher(Protocol):
+    """Runs a repository's dispatch pass (the engine implements it)."""
+
+    def start_dispatch(self, installation_id: int, action: Dispatch) -> str: ...
+
+
+class ReportStarter(Protocol):
+    """Publishes a repository's report (the report engine implements it)."""
+
+    def start_report(self, installation_id: int, repo: str, run_key: str, until: float) -> str: ...
+
+
+class AgentMessenger(Protocol):
+    """Delivers a message to an agent through its transport (app.effects.agents)."""
+
+    def deliver(self, installation_id: int | None, action: SendToAgent) -> tuple[str, str]:
+        """(outcome, detail): delivered, not_delivered, unreachable, unknown_agent."""
+        ...
+
+    def describe(self, action: SendToAgent) -> dict[str, Any]:
+        """The request it would send, for dry-run."""
+        ...
+
+
+class CardMover(Protocol):
+    """Moves a project card (app.effects.projects)."""
+
+    def move_card(self, installation_id: int, action: MoveCard) -> tuple[str, str]:
+        """(outcome, detail): moved, unchanged, no_project, missing."""
+        ...
+
+
+PROJECT_MISSING = (
+    "Nightshift could not move this issue's card on the project: {detail}. "
+    "Fix `project:` in `.github/nightshift.yml` (or the project); until then cards stay "
+    "where they are, and this is said once."
+)
 NO_CREDENTIALS = "no GitHub App credentials are configured: recorded instead of sent"
 DRY_RUN = "dry-run: recorded instead of sent"
 
@@ -81,6 +138,10 @@ class Executor:
         self.dry_run = dry_run
         self.reviews: ReviewStarter | None = None  # bound by the runtime
         self.reverts: Reverter | None = None  # bound by the runtime
+        self.dispatcher: Dispatcher | None = None  # bound by the runtime
+        self.agents: AgentMessenger | None = None  # bound by the runtime
+        self.cards: CardMover | None = None  # bound by the runtime
+        self.reports: ReportStarter | None = None  # bound by the runtime
 
     def execute(self, ctx: Context, action: Action) -> Outcome:
         if isinstance(action, RememberConfigError | ForgetConfigError):
@@ -93,6 +154,20 @@ class Executor:
             return self._start_review(ctx, action)
         if isinstance(action, RevertMerge):
             return self._revert(ctx, action)
+        if isinstance(action, Dispatch):
+            return self._dispatch(ctx, action)
+        if isinstance(action, PublishReport):
+            if self.dry_run or self.reports is None or ctx.installation_id is None:
+                return self._record_dry_run(ctx, action)
+            workflow_id = self.reports.start_report(
+                ctx.installation_id, action.repo, action.run_key, self.store.clock()
+            )
+            self._audit(ctx, action, "action", action.reason, workflow=workflow_id)
+            return "sent"
+        if isinstance(action, SendToAgent):
+            return self._send_to_agent(ctx, action)
+        if isinstance(action, MoveCard):
+            return self._move_card(ctx, action)
         request = request_for(action)
         entry = _entry_for(ctx, action, request)
         if self.dry_run or self.github is None:
@@ -165,6 +240,27 @@ class Executor:
             done = self.store.count_fix_round(action.repo, action.number, action.head_sha)
         elif isinstance(action, CountCiRetry):
             done = self.store.count_ci_retry(action.repo, action.head_sha, action.run)
+        elif isinstance(action, RecordTask):
+            self.store.record_task(
+                action.repo,
+                action.number,
+                title=action.title,
+                body=action.body,
+                labels=action.labels,
+                depends_on=action.depends_on,
+                created_at=action.created_at,
+            )
+        elif isinstance(action, RecordWaiting):
+            self.store.record_waiting(action.repo, action.number, action.waiting)
+        elif isinstance(action, MarkAgent):
+            done = self.store.mark_agent(action.agent, offline=action.offline)
+        elif isinstance(action, PauseRepository):
+            if action.resume:
+                done = self.store.resume(action.repo.lower())
+            else:
+                done = self.store.pause(action.repo, action.by)
+        elif isinstance(action, ClearExclusions):
+            self.store.clear_exclusions(action.repo, action.number)
         else:
             done = self.store.record_escalation(
                 action.key,
@@ -185,6 +281,76 @@ class Executor:
             )
         )
         return "sent" if done else "skipped"
+
+    def _dispatch(self, ctx: Context, action: Dispatch) -> Outcome:
+        if self.dry_run or self.dispatcher is None or ctx.installation_id is None:
+            return self._record_dry_run(ctx, action)
+        workflow_id = self.dispatcher.start_dispatch(ctx.installation_id, action)
+        self._audit(ctx, action, "action", action.reason, workflow=workflow_id)
+        return "sent"
+
+    def _send_to_agent(self, ctx: Context, action: SendToAgent) -> Outcome:
+        """A message to an agent, once per key: a step re-run after a crash does not send it
+        again once it was delivered (the webhook transport also sends the key, so an agent
+        can drop a duplicate sent before the crash was recorded)."""
+        if self.dry_run or self.agents is None:
+            why = DRY_RUN if self.dry_run else "no agent transports are configured"
+            request = self.agents.describe(action) if self.agents is not None else {}
+            self._audit(ctx, action, "dry-run", f"{action.reason} ({why})", request=request)
+            return "recorded"
+        if not self.store.begin_effect(action.key) and self.store.effect_finished(action.key):
+            self._audit(ctx, action, "skipped", f"{action.reason} (sent by an earlier attempt)")
+            return "skipped"
+        outcome, detail = self.agents.deliver(ctx.installation_id, action)
+        if outcome == "delivered":
+            self.store.finish_effect(action.key, outcome)
+            if self.store.mark_agent(action.agent, unreachable=False):
+                pass  # reachable again: the next pass counts it online
+            self._audit(ctx, action, "action", f"{action.reason}: {detail}")
+            return "sent"
+        if outcome == "unreachable":
+            self.store.mark_agent(action.agent, unreachable=True)
+        self.store.finish_effect(action.key, outcome)
+        self._audit(ctx, action, "error", f"{action.reason}: not delivered: {detail}")
+        return "failed"
+
+    def _move_card(self, ctx: Context, action: MoveCard) -> Outcome:
+        if self.dry_run or self.cards is None or ctx.installation_id is None:
+            return self._record_dry_run(ctx, action)
+        outcome, detail = self.cards.move_card(ctx.installation_id, action)
+        kind = {"moved": "action", "unchanged": "skipped", "no_project": "skipped"}.get(
+            outcome, "error"
+        )
+        self._audit(ctx, action, kind, f"{action.reason}: {detail}")
+        if outcome == "missing":
+            self._report_missing_project(ctx, action, detail)
+        return "sent" if outcome == "moved" else "skipped" if kind == "skipped" else "failed"
+
+    def _report_missing_project(self, ctx: Context, action: MoveCard, detail: str) -> None:
+        """One comment per repository and problem (not per card move), on the issue whose
+        card could not move: the maintainers learn what to fix, and nothing loops."""
+        assert ctx.installation_id is not None and self.github is not None
+        key = f"project-missing:{action.repo}:{detail}"[:300]
+        if not self.store.begin_effect(key) and self.store.effect_finished(key):
+            return
+        body = PROJECT_MISSING.format(detail=detail)
+        comment = Comment(
+            repo=action.repo, number=action.number, body=body, key=key, reason=action.reason
+        )
+        self.github.send(ctx.installation_id, request_for(comment))
+        self.store.finish_effect(key)
+
+    def _audit(self, ctx: Context, action: Action, kind: str, why: str, **detail: object) -> None:
+        self.store.record(
+            AuditEntry(
+                kind=kind,
+                what=action.describe(),
+                why=why,
+                delivery_id=ctx.delivery_id,
+                repository=action.repo,
+                detail={"action": action.kind, **detail},
+            )
+        )
 
     def _start_review(self, ctx: Context, action: StartReview) -> Outcome:
         if self.dry_run or self.reviews is None or ctx.installation_id is None:
@@ -315,7 +481,17 @@ class Executor:
         if self.dry_run:
             return self._record_dry_run(ctx, action)
         result = self.store.transition(
-            action.repo, action.number, action.from_state, action.to_state, action.previous
+            action.repo,
+            action.number,
+            action.from_state,
+            action.to_state,
+            action.previous,
+            event=action.event,
+            reason=action.reason,
+            agent=action.agent,
+            agent_name=action.agent_name,
+            expect_assignment=action.expect_assignment,
+            exclude=action.exclude,
         )
         outcomes: dict[str, tuple[str, str, Outcome]] = {
             "moved": ("transition", action.reason, "sent"),

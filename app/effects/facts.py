@@ -109,3 +109,33 @@ def contents_token(github: GitHubPort, repo: str, installation_id: int) -> str:
     )
     data = response.data if isinstance(response.data, dict) else {}
     return str(data["token"])
+
+
+def dependencies(
+    github: GitHubPort | None, installation_id: int | None, repo: str, number: int
+) -> frozenset[int] | None:
+    """The issue's native dependencies: the issues blocking it and its sub-issues (a parent
+    is done when its parts are). Issues of other repositories are left out (a task depends
+    on issues of its own repository). None when they cannot be asked; a GitHub without these
+    APIs (older Enterprise Server: 404) has none.
+
+    https://docs.github.com/en/rest/issues/issue-dependencies#list-dependencies-an-issue-is-blocked-by
+    https://docs.github.com/en/rest/issues/sub-issues#list-sub-issues
+    """
+    if github is None or installation_id is None:
+        return None
+    found: set[int] = set()
+    for kind in ("dependencies/blocked_by", "sub_issues"):
+        try:
+            items = get(
+                github, installation_id, f"/repos/{repo}/issues/{number}/{kind}", per_page=100
+            )
+        except GitHubError as exc:
+            if exc.status in (404, 410):
+                continue
+            raise
+        for item in items if isinstance(items, list) else ():
+            url = str(item.get("repository_url") or "") if isinstance(item, dict) else ""
+            if isinstance(item, dict) and url.lower().endswith(f"/repos/{repo.lower()}"):
+                found.add(int(item["number"]))
+    return frozenset(found)

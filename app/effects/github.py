@@ -299,10 +299,16 @@ class _NotForPost:
 
 
 def _send(client: GitHub[Any], request: GitHubRequest) -> GitHubResponse:
+    path = request.path.lstrip("/")
+    if path == "graphql":
+        # Enterprise Server serves GraphQL at /api/graphql, beside (not under) /api/v3
+        base = str(client.config.base_url).rstrip("/")
+        if base.endswith("/api/v3"):
+            path = base.removesuffix("/v3") + "/graphql"
     try:
         response = client.request(
             request.method,
-            request.path.lstrip("/"),
+            path,
             json=dict(request.json) if request.json is not None else None,
             params=dict(request.params) if request.params else None,
         )

@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import quote
 
 from app.core import config as core_config
+from app.core import roster as core_roster
 from app.core.config import CONFIG_PATH, DEFAULT_CONFIG, Config, ConfigError
 from app.effects.github import GitHubError, GitHubPort, GitHubRequest
 
@@ -43,12 +44,40 @@ class ConfigSource:
         self.cache_seconds = cache_seconds
         self.clock = clock
         self._cache: dict[str, tuple[float, LoadedConfig]] = {}
+        self._rosters: dict[tuple[str, str], tuple[float, core_roster.Roster | None]] = {}
         self._lock = threading.Lock()
 
     def forget(self, repo: str) -> None:
-        """Drop the cached configuration (a push changed it)."""
+        """Drop the cached configuration and roster (a push changed them)."""
         with self._lock:
             self._cache.pop(repo, None)
+            for key in [k for k in self._rosters if k[0] == repo]:
+                del self._rosters[key]
+
+    def roster(
+        self, installation_id: int | None, repo: str, path: str
+    ) -> core_roster.Roster | None:
+        """The repository's AGENT_ROSTER.md from the default branch, parsed (bad rows are in
+        its problems); None when there is no such file. Kept for a minute, like the
+        configuration."""
+        if self.github is None or installation_id is None:
+            return None
+        now = self.clock()
+        with self._lock:
+            cached = self._rosters.get((repo, path))
+            if cached is not None and now - cached[0] < self.cache_seconds:
+                return cached[1]
+        try:
+            text = self._read(installation_id, repo, path)
+        except ConfigError as error:
+            parsed: core_roster.Roster | None = core_roster.Roster(
+                (), (core_roster.Problem(1, 1, error.problem),)
+            )
+        else:
+            parsed = core_roster.parse(text) if text is not None else None
+        with self._lock:
+            self._rosters[(repo, path)] = (now, parsed)
+        return parsed
 
     def load(self, installation_id: int | None, repo: str) -> LoadedConfig:
         if self.github is None or installation_id is None:

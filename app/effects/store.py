@@ -13,10 +13,12 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy.dialects import postgresql, sqlite
 
-from app.core.state import Pull
+from app.core.roster import Agent
+from app.core.state import AgentStatus, Pull, TaskFacts
 from app.core.tasks import State as TaskState
 from app.core.tasks import Task, parse_previous
 from app.effects.tables import (
+    agents,
     audit,
     ci_retries,
     deliveries,
@@ -26,7 +28,9 @@ from app.effects.tables import (
     pulls,
     redeliveries,
     repositories,
+    roster_agents,
     tasks,
+    transitions,
     workers,
 )
 
@@ -576,15 +580,19 @@ class Store:
     def task(self, repo: str, number: int) -> Task | None:
         with self.engine.connect() as connection:
             row = connection.execute(
-                sa.select(tasks.c.state, tasks.c.previous_state, tasks.c.agent)
+                sa.select(
+                    tasks.c.state,
+                    tasks.c.previous_state,
+                    tasks.c.agent,
+                    tasks.c.agent_name,
+                    tasks.c.assignment,
+                )
                 .where(tasks.c.repo == repo)
                 .where(tasks.c.number == number)
             ).first()
         if row is None:
             return None
-        return Task(
-            repo, number, TaskState(row.state), parse_previous(row.previous_state), row.agent
-        )
+        return _task(repo, number, row)
 
     def set_task_agent(self, repo: str, number: int, agent: str | None) -> None:
         with self.engine.begin() as connection:
@@ -602,11 +610,22 @@ class Store:
         from_state: str | None,
         to_state: str,
         previous: str | None,
+        *,
+        event: str = "",
+        reason: str = "",
+        agent: str | None = None,
+        agent_name: str | None = None,
+        expect_assignment: int | None = None,
+        exclude: str | None = None,
     ) -> Literal["moved", "already", "conflict"]:
-        """Compare-and-set: move the task only if it is still in `from_state`.
+        """Compare-and-set: move the task only if it is still in `from_state` (and, when
+        `expect_assignment` is given, still at that assignment).
 
         "already": it is in `to_state` with that return stack (a re-run of this very move);
         "conflict": it is somewhere else (something moved it since the decision).
+        An `assign` gives the task to `agent` (a new assignment, not yet acknowledged); an
+        `acknowledge` records when; a `requeue` clears the agent and excludes `exclude`.
+        Every move is kept in the `transitions` history.
         """
         now = self.clock()
         with self.engine.begin() as connection:
@@ -627,24 +646,305 @@ class Store:
                 )
                 moved = connection.execute(statement).first() is not None
             else:
-                result = connection.execute(
+                values: dict[str, Any] = {
+                    "state": to_state,
+                    "previous_state": previous,
+                    "updated_at": now,
+                }
+                if exclude:
+                    current = connection.execute(
+                        sa.select(tasks.c.excluded)
+                        .where(tasks.c.repo == repo)
+                        .where(tasks.c.number == number)
+                    ).scalar_one_or_none()
+                    names = {n for n in (current or "").split(",") if n} | {exclude}
+                    values["excluded"] = ",".join(sorted(names))
+                if event == "assign":
+                    values.update(
+                        agent=agent,
+                        agent_name=agent_name,
+                        assignment=tasks.c.assignment + 1,
+                        assigned_at=now,
+                        acked_at=None,
+                    )
+                elif event == "acknowledge":
+                    values["acked_at"] = now
+                elif event in ("requeue", "cancel"):
+                    values.update(agent=None, agent_name=None)
+                update = (
                     sa.update(tasks)
                     .where(tasks.c.repo == repo)
                     .where(tasks.c.number == number)
                     .where(tasks.c.state == from_state)
-                    .values(state=to_state, previous_state=previous, updated_at=now)
                 )
-                moved = bool(result.rowcount)
+                if expect_assignment is not None:
+                    update = update.where(tasks.c.assignment == expect_assignment)
+                moved = bool(connection.execute(update.values(**values)).rowcount)
             if moved:
+                after = connection.execute(
+                    sa.select(tasks.c.agent_name)
+                    .where(tasks.c.repo == repo)
+                    .where(tasks.c.number == number)
+                ).scalar_one_or_none()
+                connection.execute(
+                    sa.insert(transitions).values(
+                        repo=repo,
+                        number=number,
+                        event=event or to_state,
+                        from_state=from_state,
+                        to_state=to_state,
+                        agent=after,
+                        at=now,
+                        reason=reason[:2000],
+                    )
+                )
                 return "moved"
             now_at = connection.execute(
-                sa.select(tasks.c.state, tasks.c.previous_state)
+                sa.select(tasks.c.state, tasks.c.previous_state, tasks.c.assignment)
                 .where(tasks.c.repo == repo)
                 .where(tasks.c.number == number)
             ).first()
-        if now_at is not None and (now_at.state, now_at.previous_state) == (to_state, previous):
+        same = now_at is not None and (now_at.state, now_at.previous_state) == (to_state, previous)
+        # a re-run of an assign finds the count one up; of anything else, unchanged
+        counted = (
+            expect_assignment is None
+            or now_at is None
+            or now_at.assignment == expect_assignment + (1 if event == "assign" else 0)
+        )
+        if same and counted:
             return "already"
         return "conflict"
+
+    def record_task(
+        self,
+        repo: str,
+        number: int,
+        *,
+        title: str,
+        body: str | None,
+        labels: Sequence[str],
+        depends_on: Sequence[int],
+        created_at: float,
+    ) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(
+                sa.update(tasks)
+                .where(tasks.c.repo == repo)
+                .where(tasks.c.number == number)
+                .values(
+                    title=title[:512],
+                    body=body,
+                    labels=list(labels),
+                    depends_on=sorted(set(depends_on)),
+                    issue_created_at=created_at,
+                )
+            )
+
+    def record_waiting(self, repo: str, number: int, waiting: str | None) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(
+                sa.update(tasks)
+                .where(tasks.c.repo == repo)
+                .where(tasks.c.number == number)
+                .values(waiting=waiting)
+            )
+
+    def clear_exclusions(self, repo: str, number: int) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(
+                sa.update(tasks)
+                .where(tasks.c.repo == repo)
+                .where(tasks.c.number == number)
+                .values(excluded=None)
+            )
+
+    def dispatch_tasks(self, repo: str) -> list[TaskFacts]:
+        """The repository's tasks a dispatch pass looks at (all but the final ones)."""
+        final = ("rejected", "done", "cancelled", "proposed")
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(tasks)
+                .where(tasks.c.repo == repo)
+                .where(tasks.c.state.not_in(final))
+                .order_by(tasks.c.number)
+            ).all()
+        return [
+            TaskFacts(
+                task=_task(repo, int(row.number), row),
+                title=row.title or "",
+                body=row.body,
+                labels=tuple(row.labels or ()),
+                depends_on=frozenset(int(n) for n in (row.depends_on or ())),
+                created_at=float(row.issue_created_at or row.created_at),
+                assigned_at=row.assigned_at,
+                excluded=frozenset(n for n in (row.excluded or "").split(",") if n),
+                waiting=row.waiting,
+            )
+            for row in rows
+        ]
+
+    def finished_tasks(self, repo: str, numbers: Iterable[int]) -> set[int]:
+        """Those of `numbers` that are tasks Nightshift finished (merged or done)."""
+        wanted = sorted(set(numbers))
+        if not wanted:
+            return set()
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(tasks.c.number)
+                .where(tasks.c.repo == repo)
+                .where(tasks.c.number.in_(wanted))
+                .where(tasks.c.state.in_(("merged", "done")))
+            ).all()
+        return {int(n) for (n,) in rows}
+
+    def agent_loads(self) -> dict[str, int]:
+        """Tasks each agent (roster name) holds, in every repository."""
+        holding = ("assigned", "in_progress", "in_review", "changes_requested")
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(tasks.c.agent_name, sa.func.count())
+                .where(tasks.c.agent_name.is_not(None))
+                .where(tasks.c.state.in_(holding))
+                .group_by(tasks.c.agent_name)
+            ).all()
+        return {str(name): int(count) for name, count in rows}
+
+    # agents ---------------------------------------------------------------------------------
+
+    def heartbeat(self, name: str, status: str, task: str | None, progress: int | None) -> None:
+        now = self.clock()
+        values = {
+            "last_heartbeat": now,
+            "status": status,
+            "task": task,
+            "progress": progress,
+            "updated_at": now,
+        }
+        dialect = sqlite if self.is_sqlite else postgresql
+        statement = dialect.insert(agents).values(name=name, **values)
+        statement = statement.on_conflict_do_update(index_elements=["name"], set_=values)
+        with self.engine.begin() as connection:
+            connection.execute(statement)
+
+    def mark_agent(
+        self, name: str, *, offline: bool | None = None, unreachable: bool | None = None
+    ) -> bool:
+        """Record an agent offline/online or unreachable/reachable; False if already so."""
+        now = self.clock()
+        values: dict[str, Any] = {"updated_at": now}
+        condition: Any = sa.true()
+        if offline is not None:
+            values["offline_since"] = now if offline else None
+            condition = agents.c.offline_since.is_(None)
+            if not offline:  # back: heard from again, so reachable too
+                values["unreachable_since"] = None
+                condition = sa.or_(
+                    agents.c.offline_since.is_not(None), agents.c.unreachable_since.is_not(None)
+                )
+        if unreachable is not None:
+            values["unreachable_since"] = now if unreachable else None
+            condition = sa.true() if unreachable else agents.c.unreachable_since.is_not(None)
+        with self.engine.begin() as connection:
+            exists = connection.execute(
+                sa.select(agents.c.name).where(agents.c.name == name)
+            ).first()
+            if exists is None:
+                connection.execute(sa.insert(agents).values(name=name, **values))
+                return True
+            result = connection.execute(
+                sa.update(agents).where(agents.c.name == name).where(condition).values(**values)
+            )
+            return bool(result.rowcount)
+
+    def agent_statuses(self, names: Iterable[str] | None = None) -> dict[str, AgentStatus]:
+        query = sa.select(agents)
+        if names is not None:
+            query = query.where(agents.c.name.in_(sorted(set(names))))
+        with self.engine.connect() as connection:
+            rows = connection.execute(query).all()
+        return {
+            str(row.name): AgentStatus(
+                name=str(row.name),
+                last_heartbeat=row.last_heartbeat,
+                task=row.task,
+                offline_since=row.offline_since,
+                unreachable_since=row.unreachable_since,
+            )
+            for row in rows
+        }
+
+    def remember_roster(self, repo: str, roster: Sequence[Agent]) -> None:
+        """The repository's roster as a dispatch pass read it (the dashboard, `agents`)."""
+        now = self.clock()
+        with self.engine.begin() as connection:
+            connection.execute(sa.delete(roster_agents).where(roster_agents.c.repo == repo))
+            if roster:
+                connection.execute(
+                    sa.insert(roster_agents),
+                    [
+                        {
+                            "repo": repo,
+                            "name": agent.name,
+                            "github": agent.github,
+                            "capabilities": sorted(agent.capabilities),
+                            "transport": agent.transport,
+                            "endpoint": agent.endpoint,
+                            "max_tasks": agent.max_tasks,
+                            "backup": agent.backup,
+                            "seen_at": now,
+                        }
+                        for agent in roster
+                    ],
+                )
+
+    def rostered_in(self, name: str) -> list[str]:
+        """The repositories whose roster (as last read) lists the agent."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(roster_agents.c.repo).where(roster_agents.c.name == name)
+            ).all()
+        return sorted(str(r) for (r,) in rows)
+
+    def roster_snapshot(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(roster_agents).order_by(roster_agents.c.name, roster_agents.c.repo)
+            ).all()
+        return [dict(row._mapping) for row in rows]
+
+    def installation_of(self, repo: str) -> int | None:
+        """The installation of the repository's latest delivery."""
+        with self.engine.connect() as connection:
+            value = connection.execute(
+                sa.select(deliveries.c.installation_id)
+                .where(deliveries.c.repository == repo)
+                .where(deliveries.c.installation_id.is_not(None))
+                .order_by(deliveries.c.received_at.desc())
+                .limit(1)
+            ).scalar_one_or_none()
+        return int(value) if value is not None else None
+
+    def watch_list(self) -> list[tuple[str, int, str, str | None]]:
+        """(repo, number, state, agent name) of every task queued, assigned or in progress:
+        what the dispatch watchdog looks at."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(tasks.c.repo, tasks.c.number, tasks.c.state, tasks.c.agent_name).where(
+                    tasks.c.state.in_(("assigned", "in_progress", "queued"))
+                )
+            ).all()
+        return [(str(r), int(n), str(s), a) for r, n, s, a in rows]
+
+    def open_escalations(self, repo: str, prefix: str) -> tuple[bool, int]:
+        """Whether an escalation whose key starts with `prefix` is open, and how many there
+        were in all."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(escalations.c.resolved_at)
+                .where(escalations.c.repo == repo)
+                .where(escalations.c.key.startswith(prefix))
+            ).all()
+        return any(r is None for (r,) in rows), len(rows)
 
     def tasks_by_state(self, repo: str | None = None) -> list[tuple[str, int, str, float]]:
         query = sa.select(tasks.c.repo, tasks.c.number, tasks.c.state, tasks.c.updated_at)
@@ -813,6 +1113,18 @@ class Store:
 def _partition(repository: str | None, installation_id: int | None) -> str:
     """What serializes a delivery's processing: its repository, else its installation."""
     return repository or f"installation:{installation_id or '-'}"
+
+
+def _task(repo: str, number: int, row: Any) -> Task:
+    return Task(
+        repo,
+        number,
+        TaskState(row.state),
+        parse_previous(row.previous_state),
+        row.agent,
+        row.agent_name,
+        int(row.assignment or 0),
+    )
 
 
 def _pull(row: Any) -> Pull:

@@ -99,6 +99,65 @@ tasks = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
     sa.Column("agent", sa.String(128), nullable=True),  # the agent's GitHub login
+    sa.Column("agent_name", sa.String(128), nullable=True),  # its name in the roster
+    # what scheduling and the assignment need, copied from the issue at intake and on edits
+    sa.Column("title", sa.String(512), nullable=True),
+    sa.Column("body", sa.Text, nullable=True),
+    sa.Column("labels", sa.JSON, nullable=True),
+    sa.Column("depends_on", sa.JSON, nullable=True),  # issue numbers, text and native
+    sa.Column("issue_created_at", sa.Float, nullable=True),
+    # how many times it was assigned (the ack timer of an older assignment finds a newer one)
+    sa.Column("assignment", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("assigned_at", sa.Float, nullable=True),
+    sa.Column("acked_at", sa.Float, nullable=True),
+    sa.Column("excluded", sa.Text, nullable=True),  # agents that lost it, comma-separated
+    sa.Column("waiting", sa.Text, nullable=True),  # why it waits, as last told on the issue
+)
+
+# Every move of every task, for the report and the agents' records.
+transitions = sa.Table(
+    "transitions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("repo", sa.String(256), nullable=False),
+    sa.Column("number", sa.Integer, nullable=False),
+    sa.Column("event", sa.String(32), nullable=False),
+    sa.Column("from_state", sa.String(32), nullable=True),
+    sa.Column("to_state", sa.String(32), nullable=False),
+    sa.Column("agent", sa.String(128), nullable=True),  # the task's agent after the move
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Index("ix_transitions_task", "repo", "number"),
+    sa.Index("ix_transitions_at", "at"),
+)
+
+# Agents as Nightshift last heard of them (heartbeats, failed deliveries), by roster name.
+agents = sa.Table(
+    "agents",
+    metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("last_heartbeat", sa.Float, nullable=True),
+    sa.Column("status", sa.String(32), nullable=True),
+    sa.Column("task", sa.String(300), nullable=True),
+    sa.Column("progress", sa.Integer, nullable=True),
+    sa.Column("offline_since", sa.Float, nullable=True),  # heartbeats stopped
+    sa.Column("unreachable_since", sa.Float, nullable=True),  # its transport failed
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+# Each repository's AGENT_ROSTER.md as the scheduler last read it (dashboard, `agents`).
+roster_agents = sa.Table(
+    "roster_agents",
+    metadata,
+    sa.Column("repo", sa.String(256), primary_key=True),
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("github", sa.String(128), nullable=False),
+    sa.Column("capabilities", sa.JSON, nullable=False),
+    sa.Column("transport", sa.String(16), nullable=False),
+    sa.Column("endpoint", sa.Text, nullable=False),
+    sa.Column("max_tasks", sa.Integer, nullable=False),
+    sa.Column("backup", sa.String(128), nullable=True),
+    sa.Column("seen_at", sa.Float, nullable=False),
 )
 
 # The pull requests Nightshift reviews, each linked to a task.
@@ -147,4 +206,23 @@ escalations = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("resolved_at", sa.Float, nullable=True),
     sa.Index("ix_escalations_repo", "repo", "created_at"),
+)
+
+# One row per report run, published or with nothing to report: where the next period starts,
+# which issue is the rolling report, and the sessions (app/effects/records.py).
+reports = sa.Table(
+    "reports",
+    metadata,
+    sa.Column("repo", sa.String(256), primary_key=True),
+    # the schedule's fire time (ISO 8601, UTC), or `command:<delivery>` when asked for
+    sa.Column("run_key", sa.String(200), primary_key=True),
+    sa.Column("period_start", sa.Float, nullable=True),  # None: from the first record
+    sa.Column("period_end", sa.Float, nullable=False),
+    sa.Column("session", sa.String(64), nullable=True),  # e.g. 2025-12-30-session-01
+    sa.Column("session_start", sa.Float, nullable=True),  # the first task accepted in it
+    sa.Column("issue_number", sa.Integer, nullable=True),  # None: nothing to report
+    sa.Column("report_date", sa.String(10), nullable=True),  # in the repository's time zone
+    sa.Column("timezone", sa.String(64), nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Index("ix_reports_repo", "repo", "period_end"),
 )

@@ -8,6 +8,7 @@ not repeated.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -18,7 +19,7 @@ from app.core.actions import ACTION_ADAPTER, ACTIONS_ADAPTER
 from app.core.config import DEFAULT_CONFIG
 from app.core.envelope import Envelope, EnvelopeError
 from app.core.review_facts import CheckResult
-from app.core.rules import commands, decide, review
+from app.core.rules import commands, decide, intake, review
 from app.core.state import Pull, RepoState
 from app.core.tasks import Task
 from app.effects import facts
@@ -145,6 +146,17 @@ class DeliveryEngine(DBOSConfiguredInstance):
                 else None
             ),
         )
+        if (
+            intake.wants_dependencies(env, state, repo_config.config)
+            and env.repository is not None
+            and env.issue_number is not None  # else the rules say what the payload lacks
+        ):
+            state = dataclasses.replace(
+                state,
+                native_dependencies=facts.dependencies(
+                    self.executor.github, env.installation_id, env.repository, env.issue_number
+                ),
+            )
         decision = decide(env, state, repo_config.config)
         # a re-run of this step (the process died before its checkpoint) records nothing twice
         first_run = not self.store.has_decision(delivery_id)

@@ -32,6 +32,7 @@ from pydantic import TypeAdapter
 
 from app.core import gates
 from app.core.actions import ACTION_ADAPTER, Action, StartReview
+from app.core.cards import with_cards
 from app.core.config import Config
 from app.core.gates import GateResult
 from app.core.review_facts import CheckResult, CommandRun, JudgeVerdict
@@ -224,11 +225,11 @@ class ReviewEngine(DBOSConfiguredInstance):
             fix_rounds=int(seen["fix_rounds"]),
             max_fix_rounds=config.limits.max_fix_rounds,
         )
-        self.act(me, installation_id, rules.escalate(repo, pull, verdict, config))
+        self.act(me, installation_id, rules.escalate(repo, pull, verdict, config), config)
         if verdict.kind != "merge":
             now = self.read_task(repo, pull.task)
             decided = rules.conclude(repo, pull, verdict, spec, quality, config, now)
-            self.act(me, installation_id, decided)
+            self.act(me, installation_id, decided, config)
             return verdict.kind
         return self.merge(me, installation_id, repo, pull, config)
 
@@ -237,13 +238,13 @@ class ReviewEngine(DBOSConfiguredInstance):
     ) -> str:
         """Approve, then merge the reviewed head: re-read the PR before each attempt."""
         if not rules.may_merge(pull):
-            self.act(me, installation_id, rules.passed_for_human(repo, pull))
+            self.act(me, installation_id, rules.passed_for_human(repo, pull), config)
             return "passed"
         refusal = rules.merge_refusal(self.read_task(repo, pull.task), self._paused(repo))
         if refusal is not None:
             log.info("review %s: not merged: %s", me, refusal)
             return "not-merged"
-        self.act(me, installation_id, rules.approve(repo, pull))
+        self.act(me, installation_id, rules.approve(repo, pull), config)
         polls = 0
         for _attempt in range(config.review.mergeable_poll_attempts + 2):
             now = self.read_pull(installation_id, repo, pull.number)
@@ -251,7 +252,7 @@ class ReviewEngine(DBOSConfiguredInstance):
                 # merged by an attempt whose answer was lost (a 502, a crash): finish the job
                 self._remember_merge(repo, pull.number, now["merge_commit_sha"])
                 task = self.read_task(repo, pull.task)
-                self.act(me, installation_id, rules.merged(repo, pull, task))
+                self.act(me, installation_id, rules.merged(repo, pull, task), config)
                 return "merged"
             if now["head_sha"] != pull.head_sha or now["state"] != "open":
                 return "superseded"  # never merge a head that was not reviewed
@@ -267,19 +268,19 @@ class ReviewEngine(DBOSConfiguredInstance):
             if decision.kind in ("conflict", "give-up"):
                 task = self.read_task(repo, pull.task)
                 decided = rules.cannot_merge(repo, pull, decision, config, task)
-                self.act(me, installation_id, decided)
+                self.act(me, installation_id, decided, config)
                 return "conflict" if decision.kind == "conflict" else "blocked"
-            outcome = self.act(me, installation_id, [rules.merge(repo, pull, config)])
+            outcome = self.act(me, installation_id, [rules.merge(repo, pull, config)], config)
             if outcome and outcome[0] == "sent":
                 task = self.read_task(repo, pull.task)
-                self.act(me, installation_id, rules.merged(repo, pull, task))
+                self.act(me, installation_id, rules.merged(repo, pull, task), config)
                 return "merged"
             # refused (405/409): look again, never force
             polls += 1
             DBOS.sleep(self.tools.mergeable_poll_seconds * polls)
         refused = gates.MergeDecision("give-up", "GitHub refused to merge it")
         task = self.read_task(repo, pull.task)
-        self.act(me, installation_id, rules.cannot_merge(repo, pull, refused, config, task))
+        self.act(me, installation_id, rules.cannot_merge(repo, pull, refused, config, task), config)
         return "blocked"
 
     # steps: gathering ---------------------------------------------------------------------
@@ -493,10 +494,17 @@ class ReviewEngine(DBOSConfiguredInstance):
 
     # carrying out ---------------------------------------------------------------------------
 
-    def act(self, me: str, installation_id: int, actions: Sequence[Action]) -> list[str]:
-        """Carry out the core's actions, one step each (a crash resumes after the last)."""
+    def act(
+        self,
+        me: str,
+        installation_id: int,
+        actions: Sequence[Action],
+        config: Config | None = None,
+    ) -> list[str]:
+        """Carry out the core's actions, one step each (a crash resumes after the last);
+        with the configuration, each task move also moves the project card."""
         outcomes: list[str] = []
-        for action in actions:
+        for action in with_cards(actions, config) if config is not None else actions:
             outcome = self.execute(me, installation_id, ACTION_ADAPTER.dump_python(action))
             outcomes.append(outcome)
             if outcome == "conflict":

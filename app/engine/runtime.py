@@ -25,18 +25,23 @@ from pathlib import Path
 
 from dbos import DBOS, SetEnqueueOptions, SetWorkflowID
 
+from app.effects.agents import AgentMessages, ProjectCards
 from app.effects.executor import Executor
 from app.effects.git import Mirrors
 from app.effects.github import GitHubApp, GitHubPort
+from app.effects.projects import ProjectBoard
 from app.effects.repo_config import ConfigSource
 from app.effects.revert import Reverts
 from app.effects.sandbox import Sandbox
 from app.effects.store import NewDelivery, Store
+from app.effects.transports import Transports
 from app.engine.delivery import DELIVERY_QUEUE, ENGINE_VERSION, delivery_engine
+from app.engine.dispatch import DISPATCH_QUEUE, TIMER_QUEUE, dispatch_engine, web_url_for
 from app.engine.reconciler import reconcile
+from app.engine.report import report_engine
 from app.engine.review import MERGEABLE_POLL_SECONDS, REVIEW_QUEUE, ReviewTools, review_engine
 from app.metrics import Metrics
-from app.settings import Settings
+from app.settings import Settings, agent_secret
 
 log = logging.getLogger("nightshift")
 
@@ -50,6 +55,7 @@ REAP_INTERVAL = 30.0
 RECONCILE_STARTUP_DELAY = 30.0
 REAP_AFTER = 60.0  # seconds after dispatch before an unfinished row is looked at
 HEARTBEAT_INTERVAL = 10.0
+WATCHDOG_INTERVAL = 20.0  # how often agents' heartbeats are looked at
 
 
 def engine_database_url(database_url: str) -> str:
@@ -147,6 +153,34 @@ class Runtime:
             version=ENGINE_VERSION,
         )
         self.executor.reviews = self.reviews
+        self.dispatch = dispatch_engine().bind(
+            self.store,
+            self.executor,
+            github,
+            self.configs,
+            system_database_url=engine_database_url(settings.database_url),
+            version=ENGINE_VERSION,
+            clock=clock,
+            web_url=web_url_for(settings.github_api_url),
+            public_url=getattr(settings, "public_url", None),
+        )
+        self.executor.dispatcher = self.dispatch
+        self.report = report_engine().bind(
+            self.store,
+            self.executor,
+            github,
+            self.configs,
+            system_database_url=engine_database_url(settings.database_url),
+            version=ENGINE_VERSION,
+            clock=clock,
+        )
+        self.executor.reports = self.report
+        self.executor.agents = AgentMessages(
+            self.store,
+            Transports(github, secret_for=lambda agent: agent_secret(agent, "SECRET")),
+        )
+        if github is not None:
+            self.executor.cards = ProjectCards(ProjectBoard(github), self.configs)
         if github is not None:
             self.executor.reverts = Reverts(github, self.mirrors)
         self.executor_id = default_executor_id(settings)
@@ -196,6 +230,16 @@ class Runtime:
             partition_concurrency=1,
             polling_interval_sec=0.5,
         )
+        # dispatch passes: one at a time per repository; timers only sleep, so no limit
+        DBOS.register_queue(
+            DISPATCH_QUEUE,
+            worker_concurrency=self.settings.worker_concurrency,
+            partition_concurrency=1,
+            polling_interval_sec=0.5,
+        )
+        DBOS.register_queue(TIMER_QUEUE, polling_interval_sec=1.0)
+        self.report.launch(schedule=self.settings.schedule_reports)
+        self._spawn("watchdog", WATCHDOG_INTERVAL, self.dispatch.watch)
         removed = self.mirrors.cleanup()
         if removed:
             log.warning("removed %d review worktree(s) left by an earlier crash", removed)
@@ -232,6 +276,8 @@ class Runtime:
         for thread in self._threads:
             thread.join(timeout=5)
         self.reviews.close()
+        self.dispatch.close()
+        self.report.close()
         if self.workers:
             DBOS.destroy(workflow_completion_timeout_sec=5)
         self.store.dispose()

@@ -1,22 +1,28 @@
-"""The Starlette application: webhooks, health and metrics."""
+"""The Starlette application: webhooks, health and metrics; the setup flow and the dashboard."""
 
 from __future__ import annotations
 
 import hmac
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.core.router import Router
+from app.effects.store import Store
 from app.engine.inbox import Inbox
 from app.metrics import Metrics
+from app.settings import Settings
+from app.web.agents import heartbeat_endpoint
+from app.web.dashboard import Dashboard, github_web_url
 from app.web.ingress import WebhookEndpoint
+from app.web.setup import SetupFlow
 
 
 def metrics_view(metrics: Metrics, token: str | None) -> Callable[[Request], Awaitable[Response]]:
@@ -40,7 +46,12 @@ def create_app(
     router: Router,
     metrics: Metrics,
     metrics_token: str | None = None,
+    store: Store | None = None,
+    agent_token: Callable[[str], str | None] | None = None,
+    settings: Settings | None = None,
 ) -> FastPath:
+    """The server `nightshift serve` runs; given `settings` and `store` it also serves `/`:
+    the setup flow while no App credentials are configured, the dashboard once they are."""
     webhook = WebhookEndpoint(secrets, inbox, router, metrics)
 
     async def healthz(request: Request) -> Response:
@@ -63,10 +74,57 @@ def create_app(
             Route("/webhooks", webhook, methods=None),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
+            *(
+                [
+                    Route(
+                        "/agents/{agent}/heartbeat",
+                        heartbeat_endpoint(store, agent_token),
+                        methods=["POST"],
+                    )
+                ]
+                if store is not None and agent_token is not None
+                else []
+            ),
+            *(site_routes(settings, store) if settings is not None and store is not None else []),
         ],
         lifespan=lifespan,
     )
     return FastPath(app, "/webhooks", webhook)
+
+
+def site_routes(settings: Settings, store: Store, env_file: Path | None = None) -> list[BaseRoute]:
+    """`/`, `/setup/*`, `/login`, `/logout` and `/dashboard*`.
+
+    `/` is the setup flow while no App credential at all is configured (so nobody can
+    register another App over a configured install), and redirects to the dashboard once
+    one is.
+    """
+    configured = (
+        settings.app_id is not None
+        or settings.private_key is not None
+        or settings.private_key_path is not None
+    )
+    setup = SetupFlow(
+        available=not configured,
+        api_url=settings.github_api_url,
+        public_url=settings.public_url,
+        env_file=env_file or Path(str(settings.model_config.get("env_file") or ".env")),
+        dry_run=settings.dry_run,
+    )
+    token = settings.dashboard_token
+    dashboard = Dashboard(
+        store,
+        token.get_secret_value().strip() if token is not None else None,
+        github_web=github_web_url(settings.github_api_url),
+        public_url=settings.public_url,
+    )
+
+    async def home(request: Request) -> Response:
+        if setup.available:
+            return await setup.home(request)
+        return RedirectResponse("/dashboard", status_code=303)
+
+    return [Route("/", home, methods=["GET"]), *setup.routes(), *dashboard.routes()]
 
 
 class FastPath:

@@ -31,7 +31,11 @@ INSTALL = "make descriptions  (that is: npm ci --prefix tests/contract)"
 
 # Operations whose request GHES documents differently from api.github.com, each listed in
 # README's "GitHub Enterprise Server" section (a test checks): "METHOD /template": why.
-GHES_DIFFERENCES: dict[str, str] = {}
+GHES_DIFFERENCES: dict[str, str] = {
+    "GET /repos/{owner}/{repo}/issues/{issue_number}/sub_issues": (
+        "sub-issues are not in GHES 3.19's description; Nightshift reads a 404 as none"
+    ),
+}
 
 
 class MissingDescriptions(Exception):
@@ -123,6 +127,11 @@ class Contract:
             return self._graphql(request, response)
         found: dict[str, list[str]] = {}
         content_type = request.headers.get("content-type", "")
+        # an operation GHES lacks or documents differently is named by api.github.com's
+        dotcom = self.descriptions.dotcom.operation(request.method, path)
+        known = not isinstance(dotcom, str) and (
+            f"{dotcom.method} {dotcom.template}" in GHES_DIFFERENCES
+        )
         for description in self.descriptions.rest:
             problems = description.check_request(
                 request.method,
@@ -138,8 +147,6 @@ class Contract:
                 response.headers.get("content-type", ""),
                 response.content,
             )
-            op = description.operation(request.method, path)
-            known = not isinstance(op, str) and f"{op.method} {op.template}" in GHES_DIFFERENCES
             if description is self.descriptions.ghes and known:
                 continue
             for problem in problems:

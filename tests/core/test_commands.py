@@ -6,7 +6,18 @@ from typing import Any
 
 import pytest
 
-from app.core.actions import Action, AddLabels, Comment, RemoveLabel, Transition
+from app.core.actions import (
+    Action,
+    AddLabels,
+    Comment,
+    Dispatch,
+    OpenIssue,
+    PauseRepository,
+    RecordEscalation,
+    RemoveLabel,
+    SendToAgent,
+    Transition,
+)
 from app.core.config import DEFAULT_CONFIG
 from app.core.envelope import Envelope
 from app.core.rules import commands, decide
@@ -40,6 +51,7 @@ APPROVED = [
         repo=REPO, number=1, labels=("nightshift:queued",), reason="commands: approved by @octocat"
     ),
     reply(commands.APPROVED.format(login="octocat"), "commands: confirm the approval"),
+    Dispatch(repo=REPO, cause="d1", reason="commands: approved by @octocat"),
 ]
 
 
@@ -113,7 +125,9 @@ APPROVED = [
             "write",
             [
                 reply(
-                    commands.UNKNOWN.format(login="octocat", known="`approve`, `ok-to-test`"),
+                    commands.UNKNOWN.format(
+                        login="octocat", known=", ".join(f"`{c}`" for c in commands.KNOWN)
+                    ),
                     "commands: unknown command",
                 )
             ],
@@ -161,3 +175,235 @@ def test_the_permission_is_looked_up_only_for_commands() -> None:
     chatting = Envelope.parse("d2", "issue_comment", command_comment("thanks!"))
     assert commands.needs_permission(asking) == "octocat"
     assert commands.needs_permission(chatting) is None
+
+
+AGENT = "alpha-bot"
+
+
+def _task(state: TaskState, previous: tuple[TaskState, ...] = ()) -> Task:
+    return Task(REPO, 1, state, previous, AGENT, "alpha", 2)
+
+
+@pytest.mark.parametrize(
+    ("body", "login", "user_type", "permission", "task", "moves", "says"),
+    [
+        # maintainers' commands
+        (
+            "/nightshift pause",
+            "octocat",
+            "User",
+            "write",
+            _task(TaskState.IN_PROGRESS),
+            [("in_progress", "paused")],
+            "Paused by @octocat",
+        ),
+        (
+            "/nightshift resume",
+            "octocat",
+            "User",
+            "write",
+            _task(TaskState.PAUSED, (TaskState.IN_PROGRESS,)),
+            [("paused", "in_progress")],
+            "Resumed by @octocat",
+        ),
+        (
+            "/nightshift resume",
+            "octocat",
+            "User",
+            "write",
+            _task(TaskState.QUEUED),
+            [],
+            "does nothing while the task is `queued`",
+        ),
+        (
+            "/nightshift retry",
+            "octocat",
+            "User",
+            "admin",
+            _task(TaskState.BLOCKED, (TaskState.IN_PROGRESS,)),
+            [("blocked", "in_progress")],
+            "Retried by @octocat",
+        ),
+        (
+            "/nightshift retry",
+            "octocat",
+            "User",
+            "admin",
+            _task(TaskState.QUEUED),
+            [],
+            "Retried by @octocat",
+        ),
+        (
+            "/nightshift release",
+            "octocat",
+            "User",
+            "maintain",
+            _task(TaskState.IN_PROGRESS),
+            [("in_progress", "queued")],
+            "taken from **alpha**",
+        ),
+        (
+            "/nightshift release",
+            "octocat",
+            "User",
+            "write",
+            _task(TaskState.IN_REVIEW),
+            [],
+            "does nothing while the task is `in_review`",
+        ),
+        (
+            "/nightshift status",
+            "octocat",
+            "User",
+            "write",
+            _task(TaskState.IN_PROGRESS),
+            [],
+            "Task status: `in_progress`, agent **alpha**.",
+        ),
+        (
+            "/nightshift pause",
+            "octocat",
+            "User",
+            "read",
+            _task(TaskState.IN_PROGRESS),
+            [],
+            "only people with write access",
+        ),
+        ("/nightshift status", "octocat", "User", "write", None, [], "not a Nightshift task"),
+        # the agent's commands
+        (
+            "/nightshift ack",
+            AGENT,
+            "Bot",
+            "none",
+            _task(TaskState.ASSIGNED),
+            [("assigned", "in_progress")],
+            "Acknowledged by **alpha**",
+        ),
+        (
+            "/nightshift ack",
+            "octocat",
+            "User",
+            "admin",
+            _task(TaskState.ASSIGNED),
+            [],
+            "only the agent this task is assigned to",
+        ),
+        ("/nightshift ack", "someone-bot", "Bot", "none", _task(TaskState.ASSIGNED), [], None),
+        (
+            "/nightshift blocked the API key is missing",
+            AGENT,
+            "Bot",
+            "none",
+            _task(TaskState.IN_PROGRESS),
+            [("in_progress", "blocked")],
+            "Blocked, says **alpha**: `the API key is missing`",
+        ),
+        (
+            "/nightshift escalate architecture REST or GraphQL?",
+            AGENT,
+            "User",
+            "read",
+            _task(TaskState.IN_PROGRESS),
+            [],
+            "Noted for the maintainers' review",
+        ),
+        (
+            "/nightshift escalate security secrets in logs",
+            AGENT,
+            "User",
+            "read",
+            _task(TaskState.IN_PROGRESS),
+            [("in_progress", "escalated")],
+            "Escalated as a security matter by **alpha**",
+        ),
+        (
+            "/nightshift escalate whatever",
+            AGENT,
+            "User",
+            "read",
+            _task(TaskState.IN_PROGRESS),
+            [],
+            "say `/nightshift escalate security <what>`",
+        ),
+        (
+            "/nightshift done",
+            AGENT,
+            "User",
+            "read",
+            _task(TaskState.IN_REVIEW),
+            [],
+            "Nightshift finishes the task when its pull request is merged",
+        ),
+    ],
+)
+def test_task_commands(
+    body: str,
+    login: str,
+    user_type: str,
+    permission: str,
+    task: Task | None,
+    moves: list[tuple[str, str]],
+    says: str | None,
+) -> None:
+    env = Envelope.parse(
+        "d1", "issue_comment", command_comment(body, login=login, user_type=user_type)
+    )
+    decision = decide(env, RepoState(sender_permission=permission, task=task), DEFAULT_CONFIG)
+    assert decision.failures == ()
+    made = [(t.from_state, t.to_state) for t in decision.actions if isinstance(t, Transition)]
+    assert made == moves
+    replies = [c.body for c in decision.actions if isinstance(c, Comment)]
+    if says is None:
+        assert decision.actions == ()
+    else:
+        assert any(says in text for text in replies), replies
+
+
+def test_security_escalation_opens_one_urgent_issue_mentioning_maintainers() -> None:
+    env = Envelope.parse(
+        "d1",
+        "issue_comment",
+        command_comment("/nightshift escalate security @evil token in logs", login=AGENT),
+    )
+    config = DEFAULT_CONFIG.model_copy(update={"maintainers": ["octocat"]})
+    decision = decide(env, RepoState(task=_task(TaskState.IN_PROGRESS)), config)
+    [issue] = [a for a in decision.actions if isinstance(a, OpenIssue)]
+    assert issue.labels == ("nightshift:urgent",)
+    assert "@octocat" in issue.body
+    assert "`@evil token in logs`" in issue.body  # the agent's words cannot mention anyone
+    [record] = [a for a in decision.actions if isinstance(a, RecordEscalation)]
+    assert (record.level, record.category) == ("immediate", "security")
+
+
+def test_release_tells_the_agent_and_requeues() -> None:
+    env = Envelope.parse("d1", "issue_comment", command_comment("/nightshift release"))
+    decision = decide(
+        env, RepoState(sender_permission="write", task=_task(TaskState.ASSIGNED)), DEFAULT_CONFIG
+    )
+    [transition] = [a for a in decision.actions if isinstance(a, Transition)]
+    assert (transition.exclude, transition.expect_assignment) == ("alpha", 2)
+    [send] = [a for a in decision.actions if isinstance(a, SendToAgent)]
+    assert send.agent == "alpha" and send.message["content"]["type"] == "task-withdrawn"
+    assert any(isinstance(a, Dispatch) for a in decision.actions)
+
+
+def test_pause_and_resume_on_the_report_issue_act_on_the_repository() -> None:
+    labels = ("nightshift:report",)
+    pause = Envelope.parse(
+        "d1", "issue_comment", command_comment("/nightshift pause", labels=labels)
+    )
+    decision = decide(pause, RepoState(sender_permission="admin"), DEFAULT_CONFIG)
+    [paused] = [a for a in decision.actions if isinstance(a, PauseRepository)]
+    assert not paused.resume and paused.by == "octocat"
+    resume = Envelope.parse(
+        "d2", "issue_comment", command_comment("/nightshift resume", labels=labels)
+    )
+    # a paused repository still hears `resume` on the report issue, and nothing else
+    decision = decide(resume, RepoState(paused=True, sender_permission="admin"), DEFAULT_CONFIG)
+    assert [a.resume for a in decision.actions if isinstance(a, PauseRepository)] == [True]
+    other = Envelope.parse("d3", "issue_comment", command_comment("/nightshift resume"))
+    assert (
+        decide(other, RepoState(paused=True, sender_permission="admin"), DEFAULT_CONFIG).actions
+        == ()
+    )

@@ -6,7 +6,15 @@ from typing import Any
 
 import pytest
 
-from app.core.actions import Action, AddLabels, Comment, RemoveLabel, Transition
+from app.core.actions import (
+    Action,
+    AddLabels,
+    Comment,
+    Dispatch,
+    RecordTask,
+    RemoveLabel,
+    Transition,
+)
 from app.core.config import DEFAULT_CONFIG, Config
 from app.core.envelope import Envelope
 from app.core.rules import decide, intake
@@ -20,6 +28,12 @@ REPO = "octo/repo"
 
 def env(data: dict[str, Any], event: str = "issues", delivery: str = "d1") -> Envelope:
     return Envelope.parse(delivery, event, data)
+
+
+def decided(actions: tuple[Action, ...]) -> list[Action]:
+    """The intake decision without the task's facts and the dispatch pass it asks for
+    (tested on their own below)."""
+    return [a for a in actions if not isinstance(a, RecordTask | Dispatch)]
 
 
 def moved(
@@ -118,26 +132,26 @@ BOT = {"login": "copilot-swe-agent[bot]", "type": "Bot"}
 def test_labeled(data: dict[str, Any], expected: list[Action]) -> None:
     decision = decide(env(data), RepoState(), DEFAULT_CONFIG)
     assert decision.failures == ()
-    assert list(decision.actions) == expected
+    assert decided(decision.actions) == expected
 
 
 def test_criteria_not_required_by_config() -> None:
     config = Config(require_acceptance_criteria=False)
     decision = decide(env(labeled_issue(body="Please fix")), RepoState(), config)
-    assert list(decision.actions) == QUEUED
+    assert decided(decision.actions) == QUEUED
 
 
 def test_custom_trigger_label() -> None:
     config = Config(trigger_label="nightshift")
     decision = decide(env(labeled_issue(label="nightshift")), RepoState(), config)
-    assert list(decision.actions) == QUEUED
+    assert decided(decision.actions) == QUEUED
 
 
 def test_opened_with_the_label_is_intake() -> None:
     data = labeled_issue()
     data["action"] = "opened"
     del data["label"]
-    assert list(decide(env(data), RepoState(), DEFAULT_CONFIG).actions) == QUEUED
+    assert decided(decide(env(data), RepoState(), DEFAULT_CONFIG).actions) == QUEUED
 
 
 def test_opened_without_the_label_does_nothing() -> None:
@@ -150,7 +164,7 @@ def test_unlabeled_cancels_the_task_and_removes_nightshift_labels() -> None:
     data = labeled_issue(labels=[{"name": intake.QUEUED_LABEL}])
     data["action"] = "unlabeled"
     task = Task(REPO, 1, TaskState.QUEUED)
-    assert list(decide(env(data), RepoState(task=task), DEFAULT_CONFIG).actions) == [
+    assert decided(decide(env(data), RepoState(task=task), DEFAULT_CONFIG).actions) == [
         moved("queued", "cancelled", "cancel", "intake: the `autonomous` label was removed"),
         RemoveLabel(
             repo=REPO,
@@ -196,7 +210,7 @@ def test_real_payload_lacking_newer_fields_still_decides() -> None:
     data["issue"]["assignees"] = []
     decision = decide(env(data), RepoState(), DEFAULT_CONFIG)
     assert decision.failures == ()
-    assert [a.describe() for a in decision.actions] == [
+    assert [a.describe() for a in decided(decision.actions)] == [
         "Codertocat/Hello-World#1:new->queued",
         "Codertocat/Hello-World#1:+nightshift:queued",
     ]
@@ -224,7 +238,7 @@ def test_real_payload_lacking_newer_fields_still_decides() -> None:
 )
 def test_protected_paths_and_size_are_rejected(issue: dict[str, Any], problem: str) -> None:
     decision = decide(env(labeled_issue(**issue)), RepoState(), DEFAULT_CONFIG)
-    assert list(decision.actions) == rejected(problem)
+    assert decided(decision.actions) == rejected(problem)
 
 
 def test_size_within_the_limit_and_unprotected_paths_pass() -> None:
@@ -232,12 +246,12 @@ def test_size_within_the_limit_and_unprotected_paths_pass() -> None:
         body="- [ ] change `src/app.py` and docs/guide.md",
         labels=[{"name": "autonomous"}, {"name": "size:M"}],
     )
-    assert list(decide(env(data), RepoState(), DEFAULT_CONFIG).actions) == QUEUED
+    assert decided(decide(env(data), RepoState(), DEFAULT_CONFIG).actions) == QUEUED
 
 
 def test_destructive_operation_waits_for_approval() -> None:
     data = labeled_issue(body="- [ ] DROP TABLE sessions once migrated")
-    assert list(decide(env(data), RepoState(), DEFAULT_CONFIG).actions) == [
+    assert decided(decide(env(data), RepoState(), DEFAULT_CONFIG).actions) == [
         moved(
             None,
             "awaiting_approval",
@@ -287,7 +301,7 @@ def test_destructive_operation_waits_for_approval() -> None:
 def test_a_labelled_issue_is_taken_in_once(state: TaskState | None, expected: list[Action]) -> None:
     task = Task(REPO, 1, state) if state is not None else None
     decision = decide(env(labeled_issue()), RepoState(task=task), DEFAULT_CONFIG)
-    assert list(decision.actions) == expected
+    assert decided(decision.actions) == expected
 
 
 def test_the_opened_and_labeled_deliveries_of_a_new_issue_reject_with_one_comment_key() -> None:
@@ -302,3 +316,39 @@ def test_the_opened_and_labeled_deliveries_of_a_new_issue_reject_with_one_commen
     )
     keys = [a.key for a in (*first.actions, *second.actions) if isinstance(a, Comment)]
     assert len(keys) == 2 and keys[0] == keys[1]  # the executor posts a key once
+
+
+def test_an_accepted_task_remembers_its_facts_and_asks_for_a_pass() -> None:
+    data = labeled_issue(body="## Acceptance criteria\n- [ ] works\n\nDepends on #4, #5")
+    state = RepoState(native_dependencies=frozenset({9, 1}))
+    actions = decide(env(data), state, DEFAULT_CONFIG).actions
+    [facts] = [a for a in actions if isinstance(a, RecordTask)]
+    assert facts.depends_on == (4, 5, 9)  # text and native; never the issue itself
+    assert "autonomous" in facts.labels and facts.created_at > 0
+    [dispatch] = [a for a in actions if isinstance(a, Dispatch)]
+    assert dispatch.cause == "d1" and dispatch.delay_seconds == 0
+
+
+def test_an_edited_task_is_read_again_and_a_closed_issue_asks_for_a_pass() -> None:
+    edited = {**payload("issues.opened"), "action": "edited"}
+    edited["issue"] = {**edited["issue"], "number": 1}
+    state = RepoState(task=Task(REPO, 1, TaskState.QUEUED))
+    actions = decide(env(edited), state, DEFAULT_CONFIG).actions
+    assert [type(a) for a in actions] == [RecordTask, Dispatch]
+    assert decide(env(edited), RepoState(), DEFAULT_CONFIG).actions == ()
+    closed = {**payload("issues.opened"), "action": "closed"}
+    assert [type(a) for a in decide(env(closed), RepoState(), DEFAULT_CONFIG).actions] == [Dispatch]
+
+
+def test_plan_mode_waits_for_approval_and_asks_for_the_plan() -> None:
+    config = Config(approval="plan")
+    actions = decide(env(labeled_issue()), RepoState(), config).actions
+    [transition] = [a for a in actions if isinstance(a, Transition)]
+    assert transition.to_state == "awaiting_approval"
+    assert any(
+        isinstance(a, AddLabels) and a.labels == (intake.NEEDS_APPROVAL_LABEL,) for a in actions
+    )
+    assert [a.reason for a in actions if isinstance(a, Dispatch)] == [
+        "intake: approval mode `plan`: the plan waits for `/nightshift approve`: post the plan"
+    ]
+    assert not any(isinstance(a, AddLabels) and intake.QUEUED_LABEL in a.labels for a in actions)

@@ -16,6 +16,7 @@ from app.core.actions import (
     Comment,
     CountCiRetry,
     CountFixRound,
+    Dispatch,
     Merge,
     OpenIssue,
     PublishCheck,
@@ -1433,7 +1434,9 @@ MERGED_COMMENT = Comment(
     ],
 )
 def test_merged(found: Task | None, expected: list[Action]) -> None:
-    assert review.merged(REPO, facts(), found) == expected
+    # the agent has room for its next task, and tasks waiting for this one may be ready
+    next_pass = Dispatch(repo=REPO, cause=f"merged:{PR}", reason=MERGED_WHY)
+    assert review.merged(REPO, facts(), found) == [*expected, next_pass]
 
 
 CONFLICT = MergeDecision("conflict", gates.MERGE_CONFLICT)

@@ -132,3 +132,15 @@ def test_labels_map_to_capabilities() -> None:
 def test_one_repository_per_pass() -> None:
     with pytest.raises(ValueError, match="unique"):
         plan([task(7), task(7)], [agent("a")])
+
+
+def test_a_task_every_capable_agent_lost_says_so() -> None:
+    from app.core.schedule import ALL_EXCLUDED, AgentInfo, TaskInfo, plan
+
+    task = TaskInfo(1, 0.0, frozenset({"python"}), excluded=frozenset({"a", "b"}))
+    agents = [
+        AgentInfo("a", frozenset({"python"}), 3),
+        AgentInfo("b", frozenset({"python"}), 3),
+        AgentInfo("c", frozenset({"docs"}), 3),
+    ]
+    assert plan([task], agents).waiting == {1: ALL_EXCLUDED.format(caps="{python}")}

@@ -53,6 +53,7 @@ import uvicorn
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from tests.fakes.projects import FakeProjects
 from tests.fakes.shapes import example, examples
 
 Handler = Callable[["FakeGitHub", httpx.Request, re.Match[str]], httpx.Response]
@@ -162,6 +163,9 @@ class FakeGitHub:
         self.requests: list[Recorded] = []
         self.issues: dict[tuple[str, int], FakeIssue] = {}
         self.pulls: dict[tuple[str, int], FakePull] = {}
+        # Projects (v2), answering POST /graphql when no answer is programmed; its issues
+        # are these
+        self.projects = FakeProjects(self.issues)
         # id -> {repo, head_sha, name, status, conclusion, output, external_id} (+ app slug,
         # details_url); the check runs of every app, Nightshift's own and CI's
         self.check_runs: dict[int, dict[str, Any]] = {}
@@ -457,14 +461,17 @@ class FakeGitHub:
         )
 
     def _graphql(self, request: httpx.Request, match: re.Match[str]) -> httpx.Response:
-        """GitHub answers 200 either way; `data` comes from `answer_graphql`."""
+        """GitHub answers 200 either way: with the `data` programmed by `answer_graphql`,
+        else with what the Projects (v2) model (`projects`) answers, errors included."""
         payload = json.loads(request.content)
         named = re.search(r"\b(?:query|mutation)\s+(\w+)", str(payload.get("query", "")))
         operation = payload.get("operationName") or (named[1] if named else "query")
         self.effects.append(f"graphql:{operation}")
-        if not self.graphql_answers:
-            return _json(200, {"errors": [{"message": "the fake GitHub has no answer programmed"}]})
-        return _json(200, {"data": self.graphql_answers.pop(0)})
+        if self.graphql_answers:
+            return _json(200, {"data": self.graphql_answers.pop(0)})
+        answer, effects = self.projects.answer(payload)
+        self.effects.extend(effects)
+        return _json(200, answer)
 
     def _permission(self, request: httpx.Request, match: re.Match[str]) -> httpx.Response:
         login = unquote(match["login"])
@@ -579,6 +586,24 @@ class FakeGitHub:
             if state in ("all", answer["state"]) and wanted <= names:
                 found.append(answer)
         return _json(200, _page(request, found))
+
+    def _update_issue(self, request: httpx.Request, match: re.Match[str]) -> httpx.Response:
+        """PATCH an issue (or a pull request's issue): title, body, state. Effects:
+        `octo/repo#12:closed`, `octo/repo#12:reopened`, `octo/repo#12:edited`."""
+        repo, number = match["repo"], int(match["n"])
+        if self._issue_answer(repo, number) is None:
+            return _not_found()
+        fields = json.loads(request.content) if request.content else {}
+        target: FakeIssue | FakePull = self.pulls.get((repo, number)) or self.issue(repo, number)
+        if "title" in fields or "body" in fields:
+            target.title = str(fields.get("title", target.title))
+            target.body = str(fields.get("body", target.body) or "")
+            self.effects.append(f"{repo}#{number}:edited")
+        state = fields.get("state")
+        if state in ("open", "closed") and state != target.state:
+            target.state = state
+            self.effects.append(f"{repo}#{number}:{'closed' if state == 'closed' else 'reopened'}")
+        return _json(200, self._issue_answer(repo, number))
 
     # pull requests ---------------------------------------------------------------------------
 
@@ -1264,6 +1289,7 @@ _ROUTES: list[tuple[str, str, Handler, str]] = [
         "installation",
     ),
     ("POST", r"(?:/api)?/graphql", FakeGitHub._graphql, "installation"),  # GHES: /api/graphql
+    ("PATCH", _REPO + r"/issues/(?P<n>\d+)", FakeGitHub._update_issue, "installation"),
 ]
 
 

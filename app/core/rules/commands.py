@@ -11,21 +11,53 @@ import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from app.core.actions import Action, AllowTests, Comment, RemoveLabel, StartReview
+from app.core.actions import (
+    Action,
+    AddLabels,
+    AllowTests,
+    ClearExclusions,
+    Comment,
+    Dispatch,
+    OpenIssue,
+    PauseRepository,
+    PublishReport,
+    RecordEscalation,
+    RemoveLabel,
+    StartReview,
+)
 from app.core.config import Config
 from app.core.envelope import Envelope, IssueView, UserView, view
 from app.core.router import Router
-from app.core.rules.intake import NEEDS_APPROVAL_LABEL, queue
+from app.core.rules.intake import NEEDS_APPROVAL_LABEL, QUEUED_LABEL, queue, withdraw
 from app.core.state import RepoState
-from app.core.tasks import Event, as_action, move
+from app.core.tasks import Event, Task, as_action, move
+from app.core.tasks import State as TaskState
 
 router = Router()
 
 PREFIX = "/nightshift"
 WRITE_PERMISSIONS = frozenset({"admin", "maintain", "write"})
-KNOWN = ("approve", "ok-to-test")
+# for users with write access
+MAINTAINER_COMMANDS = (
+    "approve",
+    "ok-to-test",
+    "pause",
+    "resume",
+    "retry",
+    "release",
+    "status",
+    "report",
+)
+# for the agent a task is assigned to, on that task's issue
+AGENT_COMMANDS = ("ack", "blocked", "escalate", "done")
+KNOWN = MAINTAINER_COMMANDS + AGENT_COMMANDS
+REPORT_LABEL = "nightshift:report"
+URGENT_LABEL = "nightshift:urgent"
 
 REFUSED = "@{login} only people with write access to this repository can use `/nightshift`."
+NOT_YOUR_TASK = (
+    "@{login} only the agent this task is assigned to can say `/nightshift {command}` here."
+)
 APPROVED = "Approved by @{login}: queued for an agent."
 NOTHING_TO_APPROVE = "@{login} there is nothing waiting for approval on this issue."
 OK_TO_TEST = (
@@ -33,6 +65,45 @@ OK_TO_TEST = (
 )
 NOTHING_TO_TEST = "@{login} this is not a pull request Nightshift is reviewing."
 UNKNOWN = "@{login} that is not a command Nightshift knows. Known commands: {known}."
+NO_TASK = "@{login} this issue is not a Nightshift task."
+PAUSED_TASK = "Paused by @{login}: no automatic action on this task until `/nightshift resume`."
+RESUMED_TASK = "Resumed by @{login}."
+PAUSED_REPO = (
+    "Paused by @{login}: no automatic action in this repository until `/nightshift resume` "
+    "here (or `nightshift resume`)."
+)
+REPORT_COMING = "@{login} the report is on its way (a new report issue, or today's updated)."
+RESUMED_REPO = "Resumed by @{login}: automatic action in this repository starts again."
+CANNOT = "@{login} `/nightshift {command}` does nothing while the task is `{state}`."
+RETRIED = "Retried by @{login}: the task is back in the queue; any agent may take it."
+RELEASED = "Released by @{login}: taken from **{agent}** and back in the queue for another agent."
+STATUS = "Task status: `{state}`{agent}{detour}."
+ACKNOWLEDGED = "Acknowledged by **{agent}**: in progress."
+BLOCKED = (
+    "Blocked, says **{agent}**: {reason}\n\nThe maintainers see it in the morning report; "
+    "`/nightshift retry` puts the task back to work when it is unblocked."
+)
+ESCALATED_SECURITY_PENDING = (
+    "Escalated as a security matter by **{agent}**: work on the task stops; an urgent issue "
+    "is opened for the maintainers."
+)
+DEFERRED = (
+    "Noted for the maintainers' review in the morning report (an architecture question does "
+    "not stop the work: make the best judgement, and document it in the pull request)."
+)
+DONE = "Noted, **{agent}**: Nightshift finishes the task when its pull request is merged."
+ESCALATE_USAGE = (
+    "@{login} say `/nightshift escalate security <what>` or "
+    "`/nightshift escalate architecture <what>`."
+)
+URGENT_TITLE = "Security: {summary}"
+URGENT_BODY = """\
+**Risk**: a security concern, raised by the agent **{agent}** working on #{number}.
+**What it says**: {text}
+**Blocking**: yes: work on #{number} stops until a maintainer decides.
+**Action required**: look at #{number}; when it is handled, close this issue (or say
+`/nightshift resume` on #{number}).
+{mentions}"""
 
 
 @dataclass(frozen=True)
@@ -52,12 +123,29 @@ def parse(body: str | None) -> Command | None:
 
 def needs_permission(env: Envelope) -> str | None:
     """The login whose permission the effects layer must look up before deciding, if any."""
+    command = command_of(env)
+    return env.sender if command is not None else None
+
+
+def command_of(env: Envelope) -> Command | None:
     if env.event != "issue_comment" or env.action != "created":
         return None
     comment = env.payload.get("comment")
-    if not isinstance(comment, dict) or parse(str(comment.get("body") or "")) is None:
+    if not isinstance(comment, dict):
         return None
-    return env.sender
+    return parse(str(comment.get("body") or ""))
+
+
+def resumes_repository(env: Envelope) -> bool:
+    """`/nightshift resume` on the report issue: the one command a paused repository hears."""
+    command = command_of(env)
+    if command is None or command.name != "resume":
+        return False
+    issue = env.payload.get("issue")
+    labels = issue.get("labels") if isinstance(issue, dict) else None
+    return isinstance(labels, list) and any(
+        isinstance(label, dict) and label.get("name") == REPORT_LABEL for label in labels
+    )
 
 
 @router.on("issue_comment", "created")
@@ -68,8 +156,12 @@ def on_comment(env: Envelope, state: RepoState, config: Config) -> Sequence[Acti
     if command is None or env.repository is None or env.sender is None:
         return []
     sender = view(UserView, env.payload, "sender")
-    if sender.type == "Bot":
-        return []  # never act on bots' comments, our own included
+    task = state.task
+    is_agent = (
+        task is not None and task.agent is not None and task.agent.lower() == env.sender.lower()
+    )
+    if sender.type == "Bot" and not is_agent:
+        return []  # never act on bots' comments (our own included) but a task's agent's
     issue = view(IssueView, env.payload, "issue")
     repo, number, login = env.repository, issue.number, env.sender
 
@@ -77,6 +169,16 @@ def on_comment(env: Envelope, state: RepoState, config: Config) -> Sequence[Acti
         key = f"command:{env.delivery_id}"
         return Comment(repo=repo, number=number, body=text, key=key, reason=reason)
 
+    if command.name in AGENT_COMMANDS:
+        if not is_agent or task is None:
+            # the command's text is never echoed (it could carry @-mentions)
+            return [
+                reply(
+                    NOT_YOUR_TASK.format(login=login, command=command.name),
+                    f"commands: @{login} is not the task's agent",
+                )
+            ]
+        return agent_command(env, command, task, config, reply)
     # permission first: nobody without write access gets the bot to say anything chosen by
     # them, and the command's text is never echoed (it could carry @-mentions)
     if state.sender_permission not in WRITE_PERMISSIONS:
@@ -91,21 +193,244 @@ def on_comment(env: Envelope, state: RepoState, config: Config) -> Sequence[Acti
         return [reply(UNKNOWN.format(login=login, known=known), "commands: unknown command")]
     if command.name == "ok-to-test":
         return ok_to_test(repo, number, login, state, reply, env.delivery_id)
-    step = move(state.task, Event.APPROVE)
+    if command.name == "report":
+        why = f"commands: @{login} asked for the report"
+        return [
+            PublishReport(repo=repo, run_key=f"command:{env.delivery_id}", reason=why),
+            reply(REPORT_COMING.format(login=login), why),
+        ]
+    if command.name in ("pause", "resume") and REPORT_LABEL in issue.label_names:
+        resume = command.name == "resume"
+        text = (RESUMED_REPO if resume else PAUSED_REPO).format(login=login)
+        why = f"commands: @{login} said {command.name} on the report issue"
+        actions: list[Action] = [PauseRepository(repo=repo, by=login, resume=resume, reason=why)]
+        if resume:
+            actions.append(Dispatch(repo=repo, cause=env.delivery_id, reason=why))
+        return [*actions, reply(text, why)]
+    if task is None:
+        if command.name == "approve":
+            return [reply(NOTHING_TO_APPROVE.format(login=login), "commands: nothing to approve")]
+        return [reply(NO_TASK.format(login=login), "commands: not a task")]
+    handler = MAINTAINER[command.name]
+    return handler(env, task, login, reply)
+
+
+Reply = Callable[[str, str], Comment]
+
+
+def _approve(env: Envelope, task: Task, login: str, reply: Reply) -> list[Action]:
+    repo, number = task.repo, task.number
+    step = move(task, Event.APPROVE)
     if step is None:
         return [reply(NOTHING_TO_APPROVE.format(login=login), "commands: nothing to approve")]
     reason = f"commands: approved by @{login}"
     return [
         as_action(repo, number, step, Event.APPROVE, reason),
-        RemoveLabel(
+        RemoveLabel(repo=repo, number=number, label=NEEDS_APPROVAL_LABEL, reason=reason),
+        queue(repo, number, reason),
+        reply(APPROVED.format(login=login), "commands: confirm the approval"),
+        Dispatch(repo=repo, cause=env.delivery_id, reason=reason),
+    ]
+
+
+def _pause(env: Envelope, task: Task, login: str, reply: Reply) -> list[Action]:
+    step = move(task, Event.PAUSE)
+    if step is None:
+        return [_cannot(reply, login, "pause", task)]
+    reason = f"commands: paused by @{login}"
+    return [
+        as_action(task.repo, task.number, step, Event.PAUSE, reason),
+        reply(PAUSED_TASK.format(login=login), reason),
+        Dispatch(repo=task.repo, cause=env.delivery_id, reason=reason),
+    ]
+
+
+def _resume(env: Envelope, task: Task, login: str, reply: Reply) -> list[Action]:
+    step = move(task, Event.RESUME)
+    if step is None:
+        return [_cannot(reply, login, "resume", task)]
+    reason = f"commands: resumed by @{login}"
+    return [
+        as_action(task.repo, task.number, step, Event.RESUME, reason),
+        reply(RESUMED_TASK.format(login=login), reason),
+        Dispatch(repo=task.repo, cause=env.delivery_id, reason=reason),
+    ]
+
+
+def _retry(env: Envelope, task: Task, login: str, reply: Reply) -> list[Action]:
+    """A blocked or escalated task goes back to where it was; a queued one may go to any
+    agent again (also those that lost it before)."""
+    reason = f"commands: retried by @{login}"
+    actions: list[Action] = []
+    if task.state is TaskState.BLOCKED:
+        step = move(task, Event.UNBLOCK)
+        assert step is not None
+        actions.append(as_action(task.repo, task.number, step, Event.UNBLOCK, reason))
+    elif task.state is TaskState.ESCALATED:
+        step = move(task, Event.DEESCALATE)
+        assert step is not None
+        actions.append(as_action(task.repo, task.number, step, Event.DEESCALATE, reason))
+    elif task.state is not TaskState.QUEUED:
+        return [_cannot(reply, login, "retry", task)]
+    return [
+        *actions,
+        ClearExclusions(repo=task.repo, number=task.number, reason=reason),
+        reply(RETRIED.format(login=login), reason),
+        Dispatch(repo=task.repo, cause=env.delivery_id, reason=reason),
+    ]
+
+
+def _release(env: Envelope, task: Task, login: str, reply: Reply) -> list[Action]:
+    """Take the task from its agent (who is told) and put it back in the queue."""
+    step = move(task, Event.REQUEUE)
+    if step is None or task.agent_name is None:
+        return [_cannot(reply, login, "release", task)]
+    reason = f"commands: released by @{login}"
+    return [
+        as_action(
+            task.repo,
+            task.number,
+            step,
+            Event.REQUEUE,
+            reason,
+            expect_assignment=task.assignment,
+            exclude=task.agent_name,
+        ),
+        withdraw(task.repo, task, f"@{login} released it", reason),
+        AddLabels(repo=task.repo, number=task.number, labels=(QUEUED_LABEL,), reason=reason),
+        reply(RELEASED.format(login=login, agent=task.agent_name), reason),
+        Dispatch(repo=task.repo, cause=env.delivery_id, reason=reason),
+    ]
+
+
+def _status(env: Envelope, task: Task, login: str, reply: Reply) -> list[Action]:
+    agent = f", agent **{task.agent_name}**" if task.agent_name else ""
+    detour = f" (returns to `{task.previous[-1].value}`)" if task.previous else ""
+    text = STATUS.format(state=task.state.value, agent=agent, detour=detour)
+    return [reply(text, f"commands: status asked by @{login}")]
+
+
+def _cannot(reply: Reply, login: str, command: str, task: Task) -> Comment:
+    return reply(
+        CANNOT.format(login=login, command=command, state=task.state.value),
+        f"commands: {command} not possible from {task.state.value}",
+    )
+
+
+MAINTAINER: dict[str, Callable[[Envelope, Task, str, Reply], list[Action]]] = {
+    "approve": _approve,
+    "pause": _pause,
+    "resume": _resume,
+    "retry": _retry,
+    "release": _release,
+    "status": _status,
+}
+
+
+def agent_command(
+    env: Envelope, command: Command, task: Task, config: Config, reply: Reply
+) -> list[Action]:
+    """What the task's own agent may say: ack, blocked, escalate, done."""
+    repo, number = task.repo, task.number
+    agent = task.agent_name or task.agent or "the agent"
+    login = env.sender or ""
+    if command.name == "ack":
+        step = move(task, Event.ACKNOWLEDGE)
+        if step is None:
+            return [_cannot(reply, login, "ack", task)]
+        reason = f"commands: {agent} acknowledged"
+        return [
+            as_action(
+                repo, number, step, Event.ACKNOWLEDGE, reason, expect_assignment=task.assignment
+            ),
+            reply(ACKNOWLEDGED.format(agent=agent), reason),
+        ]
+    if command.name == "done":
+        return [reply(DONE.format(agent=agent), f"commands: {agent} says it is done")]
+    text = _one_line(command.argument)
+    if command.name == "blocked":
+        step = move(task, Event.BLOCK)
+        if step is None:
+            return [_cannot(reply, login, "blocked", task)]
+        reason = f"commands: {agent} is blocked"
+        key = f"blocked:{repo}#{number}:{env.delivery_id}"
+        return [
+            as_action(repo, number, step, Event.BLOCK, reason),
+            RecordEscalation(
+                repo=repo,
+                number=number,
+                level="deferred",
+                category="blocker",
+                summary=f"#{number}: {text or 'no reason given'}",
+                key=key,
+                reason=reason,
+            ),
+            reply(BLOCKED.format(agent=agent, reason=_quoted(text)), reason),
+            # "on blocked: report and move to the next available task"
+            Dispatch(repo=repo, cause=env.delivery_id, reason=reason),
+        ]
+    topic, _, rest = text.partition(" ")
+    topic = topic.lower()
+    if topic not in ("security", "architecture"):
+        return [reply(ESCALATE_USAGE.format(login=login), "commands: escalate needs a topic")]
+    key = f"{topic}:{repo}#{number}:{env.delivery_id}"
+    summary = f"#{number}: {rest.strip() or topic}"
+    if topic == "architecture":  # deferred under either escalation policy
+        return [
+            RecordEscalation(
+                repo=repo,
+                number=number,
+                level="deferred",
+                category="architecture",
+                summary=summary,
+                key=key,
+                reason=f"commands: {agent} asks an architecture question",
+            ),
+            reply(DEFERRED, f"commands: {agent} asks an architecture question"),
+        ]
+    reason = f"commands: {agent} raised a security concern"
+    actions: list[Action] = []
+    step = move(task, Event.ESCALATE)
+    if step is not None:
+        actions.append(as_action(repo, number, step, Event.ESCALATE, reason))
+    mentions = " ".join(f"@{m}" for m in config.maintainers)
+    return [
+        *actions,
+        RecordEscalation(
             repo=repo,
             number=number,
-            label=NEEDS_APPROVAL_LABEL,
-            reason=f"commands: approved by @{login}",
+            level="immediate",
+            category="security",
+            summary=summary,
+            key=key,
+            reason=reason,
         ),
-        queue(repo, number, f"commands: approved by @{login}"),
-        reply(APPROVED.format(login=login), "commands: confirm the approval"),
+        OpenIssue(
+            repo=repo,
+            title=URGENT_TITLE.format(summary=_clip(summary, 80)),
+            body=URGENT_BODY.format(
+                agent=agent, number=number, text=_quoted(rest.strip()), mentions=mentions
+            ),
+            labels=(URGENT_LABEL,),
+            key=key,
+            reason=reason,
+        ),
+        reply(ESCALATED_SECURITY_PENDING.format(agent=agent), reason),
     ]
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())[:500]
+
+
+def _quoted(text: str) -> str:
+    """An agent's words inside a code span: never markdown, never a mention."""
+    cleaned = text.replace("`", "'")
+    return f"`{cleaned}`" if cleaned else "(no reason given)"
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def ok_to_test(

@@ -7,13 +7,23 @@ from collections.abc import Sequence
 
 import pathspec
 
-from app.core.actions import Action, AddLabels, Comment, RemoveLabel
+from app.core import assignment as messages
+from app.core.actions import (
+    Action,
+    AddLabels,
+    Comment,
+    Dispatch,
+    RecordTask,
+    RemoveLabel,
+    SendToAgent,
+)
 from app.core.config import Config
 from app.core.envelope import Envelope, IssueView, LabelView, view
 from app.core.markdown import has_acceptance_criteria, words
 from app.core.router import Router
+from app.core.schedule import depends_on
 from app.core.state import RepoState
-from app.core.tasks import Event, as_action, move, path
+from app.core.tasks import Event, Task, as_action, move, path
 from app.core.tasks import State as TaskState
 
 router = Router()
@@ -122,14 +132,17 @@ def _intake(env: Envelope, state: RepoState, config: Config) -> list[Action]:
             ),
         ]
     risky = destructive(issue, config)
-    event = Event.NEED_APPROVAL if risky else Event.ACCEPT
+    planned = config.approval == "plan"
+    event = Event.NEED_APPROVAL if risky or planned else Event.ACCEPT
     step = path(task, Event.PROPOSE, event)
     assert step is not None
     if risky:
         reason = f"intake: destructive operation ({', '.join(risky)}) needs approval"
+    elif planned:
+        reason = "intake: approval mode `plan`: the plan waits for `/nightshift approve`"
     else:
         reason = "intake: accepted for autonomous work"
-    actions = [as_action(repo, number, step, event, reason)]
+    actions = [as_action(repo, number, step, event, reason), task_facts(env, state, issue)]
     if REJECTED_LABEL in issue.label_names:
         actions.append(
             RemoveLabel(
@@ -139,8 +152,17 @@ def _intake(env: Envelope, state: RepoState, config: Config) -> list[Action]:
                 reason="intake: the issue now passes validation",
             )
         )
+    if not risky and not planned:
+        return [
+            *actions,
+            queue(repo, number, reason),
+            Dispatch(repo=repo, cause=env.delivery_id, reason=f"{reason}: find it an agent"),
+        ]
+    # the dispatch pass posts the plan (dependencies, the agent it would choose, estimate)
+    plan = Dispatch(repo=repo, cause=env.delivery_id, reason=f"{reason}: post the plan")
     if not risky:
-        return [*actions, queue(repo, number, reason)]
+        labels = AddLabels(repo=repo, number=number, labels=(NEEDS_APPROVAL_LABEL,), reason=reason)
+        return [*actions, labels, plan]
     found = ", ".join(f"`{phrase}`" for phrase in risky)
     return [
         *actions,
@@ -152,7 +174,45 @@ def _intake(env: Envelope, state: RepoState, config: Config) -> list[Action]:
             key=f"intake-approval:{repo}#{number}:{digest(risky)}",
             reason="intake: ask for approval",
         ),
+        *([plan] if planned else []),
     ]
+
+
+def wants_dependencies(env: Envelope, state: RepoState, config: Config) -> bool:
+    """Whether the effects layer should read the issue's native dependencies before the
+    rules decide: when the issue is taken in, or a task's issue is edited."""
+    if env.event != "issues" or env.repository is None:
+        return False
+    if env.action == "edited":
+        return state.task is not None and state.task.state not in FINISHED
+    if env.action == "labeled":
+        label = env.payload.get("label")
+        return isinstance(label, dict) and label.get("name") == config.trigger_label
+    if env.action == "opened":
+        issue = env.payload.get("issue")
+        labels = issue.get("labels") if isinstance(issue, dict) else None
+        return isinstance(labels, list) and any(
+            isinstance(x, dict) and x.get("name") == config.trigger_label for x in labels
+        )
+    return False
+
+
+def task_facts(env: Envelope, state: RepoState, issue: IssueView) -> RecordTask:
+    """What scheduling and the assignment need from the issue: its text, labels, and
+    dependencies (`Depends on #N` lines, GitHub's blocked-by links and sub-issues)."""
+    assert env.repository is not None
+    native = state.native_dependencies or frozenset()
+    found = (depends_on(issue.body) | native) - {issue.number}
+    return RecordTask(
+        repo=env.repository,
+        number=issue.number,
+        title=issue.title,
+        body=issue.body,
+        labels=tuple(sorted(issue.label_names)),
+        depends_on=tuple(sorted(found)),
+        created_at=issue.created_at.timestamp() if issue.created_at else 0.0,
+        reason="intake: remember the issue's text, labels and dependencies",
+    )
 
 
 def digest(parts: Sequence[str]) -> str:
@@ -180,6 +240,64 @@ def on_opened(env: Envelope, state: RepoState, config: Config) -> Sequence[Actio
     return _intake(env, state, config)
 
 
+HELD = frozenset(
+    {
+        TaskState.ASSIGNED,
+        TaskState.IN_PROGRESS,
+        TaskState.IN_REVIEW,
+        TaskState.CHANGES_REQUESTED,
+        TaskState.BLOCKED,
+        TaskState.ESCALATED,
+        TaskState.PAUSED,
+    }
+)
+
+
+def withdraw(repo: str, task: Task, why: str, reason: str) -> SendToAgent:
+    """Tell the task's agent to stop: `why` says what happened."""
+    assert task.agent_name is not None
+    message = messages.withdrawal(repo=repo, number=task.number, agent=task.agent_name, reason=why)
+    return SendToAgent(
+        repo=repo,
+        number=task.number,
+        agent=task.agent_name,
+        message=message.model_dump(mode="json"),
+        key=f"withdraw:{repo}#{task.number}:{task.assignment}",
+        reason=reason,
+    )
+
+
+@router.on("issues", "edited")
+def on_edited(env: Envelope, state: RepoState, config: Config) -> Sequence[Action]:
+    """A task's issue changed: its dependencies, labels or text may have (a new
+    `Depends on` line, a cycle broken); the next pass sees the change."""
+    task = state.task
+    if env.repository is None or task is None or task.state in FINISHED:
+        return []
+    issue = view(IssueView, env.payload, "issue")
+    return [
+        task_facts(env, state, issue),
+        Dispatch(repo=env.repository, cause=env.delivery_id, reason="intake: the issue changed"),
+    ]
+
+
+@router.on("issues", "closed")
+def on_closed(env: Envelope, state: RepoState, config: Config) -> Sequence[Action]:
+    """A closed issue may be what queued tasks wait for."""
+    if env.repository is None:
+        return []
+    return [
+        Dispatch(
+            repo=env.repository,
+            cause=env.delivery_id,
+            reason="intake: an issue closed; tasks that depend on it may be ready",
+        )
+    ]
+
+
+FINISHED = frozenset({TaskState.REJECTED, TaskState.DONE, TaskState.CANCELLED})
+
+
 @router.on("issues", "unlabeled")
 def on_unlabeled(env: Envelope, state: RepoState, config: Config) -> Sequence[Action]:
     label = view(LabelView, env.payload, "label")
@@ -188,9 +306,13 @@ def on_unlabeled(env: Envelope, state: RepoState, config: Config) -> Sequence[Ac
     issue = view(IssueView, env.payload, "issue")
     reason = f"intake: the `{config.trigger_label}` label was removed"
     actions: list[Action] = []
-    step = move(state.task, Event.CANCEL)
+    task = state.task
+    step = move(task, Event.CANCEL)
     if step is not None:
         actions.append(as_action(env.repository, issue.number, step, Event.CANCEL, reason))
+        if task is not None and task.agent_name and task.state in HELD:
+            actions.append(withdraw(env.repository, task, "the task was cancelled", reason))
+        actions.append(Dispatch(repo=env.repository, cause=env.delivery_id, reason=reason))
     return actions + [
         RemoveLabel(repo=env.repository, number=issue.number, label=name, reason=reason)
         for name in (QUEUED_LABEL, REJECTED_LABEL, NEEDS_APPROVAL_LABEL)

@@ -19,6 +19,7 @@ from app.core.actions import (
     Comment,
     CountCiRetry,
     CountFixRound,
+    Dispatch,
     Merge,
     OpenIssue,
     PublishCheck,
@@ -695,6 +696,8 @@ def merged(repo: str, pull: PullFacts, task: Task | None = None) -> list[Action]
             reason=why,
         )
     )
+    # the agent has room for its next task, and tasks that waited for this one may be ready
+    actions.append(Dispatch(repo=repo, cause=f"merged:{pull.number}", reason=why))
     return actions
 
 
