@@ -140,6 +140,17 @@ class MarkAgent(_Action):
         return f"agent:{self.agent}:{'offline' if self.offline else 'online'}"
 
 
+class ResolveEscalation(_Action):
+    """An escalation is handled (its urgent issue closed, or `/nightshift resolve`)."""
+
+    kind: Literal["resolve_escalation"] = "resolve_escalation"
+    key: str
+    by: str
+
+    def describe(self) -> str:
+        return f"{self.repo}:escalation-resolved:{self.key}"
+
+
 class PauseRepository(_Action):
     """Stop (or, with `resume`, restart) every automatic action in the repository."""
 
@@ -429,6 +440,7 @@ StoreAction = (
     | MarkAgent
     | PauseRepository
     | ClearExclusions
+    | ResolveEscalation
 )
 EngineAction = StartReview | Dispatch | PublishReport
 AgentAction = SendToAgent

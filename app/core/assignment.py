@@ -356,7 +356,9 @@ def withdrawal(*, repo: str, number: int, agent: Agent | str, reason: str) -> Me
     )
 
 
-def fix_request(*, repo: str, number: int, pr: int, agent: Agent, instructions: str) -> Message:
+def fix_request(
+    *, repo: str, number: int, pr: int, agent: Agent | str, instructions: str
+) -> Message:
     """Ask `agent` to change pull request `pr` of task `number`.
 
     `instructions` is markdown Nightshift rendered (`gates.fix_instructions`, which quotes
@@ -365,7 +367,7 @@ def fix_request(*, repo: str, number: int, pr: int, agent: Agent, instructions: 
     """
     tid = task_id(repo, number)
     return Message(
-        to=agent.name,
+        to=agent if isinstance(agent, str) else agent.name,
         subject=SUBJECT_FIX.format(task_id=tid, pr=pr),
         priority="normal",
         content=FixContent(

@@ -25,6 +25,18 @@ class Pull:
 
 
 @dataclass(frozen=True)
+class Escalation:
+    """An open escalation, as the store remembers it."""
+
+    key: str
+    level: str
+    category: str
+    task: int | None  # the task it is about, if any
+    task_state: str | None = None  # that task's state now
+    task_previous: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class RepoState:
     """The state the rules may consult; gathered before deciding, never fetched by a rule."""
 
@@ -50,6 +62,8 @@ class RepoState:
     merge_checks: tuple[CheckResult, ...] = ()
     # this GitHub App's id, to tell its own check suites from CI's
     app_id: int | None = None
+    # the open escalation whose urgent issue the delivery is about (its close, a comment)
+    escalation: Escalation | None = None
     # the issue's native dependencies (blocked-by issues and sub-issues), read from GitHub
     # when an issue is taken in or edited; None when they were not read
     native_dependencies: frozenset[int] | None = None

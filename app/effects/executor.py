@@ -34,6 +34,7 @@ from app.core.actions import (
     RemoveLabel,
     RerequestCheckSuite,
     RerunFailedJobs,
+    ResolveEscalation,
     RevertMerge,
     SendToAgent,
     StartReview,
@@ -66,6 +67,7 @@ StoreOnly = (
     | MarkAgent
     | PauseRepository
     | ClearExclusions
+    | ResolveEscalation
 )
 
 
@@ -261,6 +263,8 @@ class Executor:
                 done = self.store.pause(action.repo, action.by)
         elif isinstance(action, ClearExclusions):
             self.store.clear_exclusions(action.repo, action.number)
+        elif isinstance(action, ResolveEscalation):
+            done = self.store.resolve_escalation(action.key)
         else:
             done = self.store.record_escalation(
                 action.key,

@@ -14,7 +14,7 @@ from alembic.config import Config as AlembicConfig
 from sqlalchemy.dialects import postgresql, sqlite
 
 from app.core.roster import Agent
-from app.core.state import AgentStatus, Pull, TaskFacts
+from app.core.state import AgentStatus, Escalation, Pull, TaskFacts
 from app.core.tasks import State as TaskState
 from app.core.tasks import Task, parse_previous
 from app.effects.tables import (
@@ -1076,6 +1076,38 @@ class Store:
         )
         with self.engine.begin() as connection:
             return connection.execute(statement).first() is not None
+
+    def resolve_escalation(self, key: str) -> bool:
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                sa.update(escalations)
+                .where(escalations.c.key == key)
+                .where(escalations.c.resolved_at.is_(None))
+                .values(resolved_at=self.clock())
+            )
+            return bool(result.rowcount)
+
+    def escalation_of_issue(self, repo: str, number: int) -> Escalation | None:
+        """The open escalation whose urgent issue is `number` (its key's effect result)."""
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                sa.select(escalations)
+                .join(effects, effects.c.key == escalations.c.key)
+                .where(escalations.c.repo == repo)
+                .where(effects.c.result == str(number))
+                .where(escalations.c.resolved_at.is_(None))
+            ).first()
+        if row is None:
+            return None
+        task = self.task(repo, int(row.number)) if row.number is not None else None
+        return Escalation(
+            key=str(row.key),
+            level=str(row.level),
+            category=str(row.category),
+            task=int(row.number) if row.number is not None else None,
+            task_state=task.state.value if task is not None else None,
+            task_previous=tuple(s.value for s in task.previous) if task is not None else (),
+        )
 
     def escalations(self, repo: str | None = None) -> list[dict[str, Any]]:
         query = sa.select(escalations).order_by(escalations.c.created_at)

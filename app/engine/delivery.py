@@ -19,7 +19,7 @@ from app.core.actions import ACTION_ADAPTER, ACTIONS_ADAPTER
 from app.core.config import DEFAULT_CONFIG
 from app.core.envelope import Envelope, EnvelopeError
 from app.core.review_facts import CheckResult
-from app.core.rules import commands, decide, intake, review
+from app.core.rules import commands, decide, escalation, intake, review
 from app.core.state import Pull, RepoState
 from app.core.tasks import Task
 from app.effects import facts
@@ -146,6 +146,10 @@ class DeliveryEngine(DBOSConfiguredInstance):
                 else None
             ),
         )
+        if escalation.concerns(env) and env.repository and env.issue_number is not None:
+            state = dataclasses.replace(
+                state, escalation=self.store.escalation_of_issue(env.repository, env.issue_number)
+            )
         if (
             intake.wants_dependencies(env, state, repo_config.config)
             and env.repository is not None

@@ -21,11 +21,12 @@ from app.core.actions import (
 from app.core.config import DEFAULT_CONFIG
 from app.core.envelope import Envelope
 from app.core.rules import commands, decide
+from app.core.rules import escalation as escalation_rules
 from app.core.rules.intake import NEEDS_APPROVAL_LABEL
-from app.core.state import RepoState
+from app.core.state import Escalation, RepoState
 from app.core.tasks import State as TaskState
 from app.core.tasks import Task
-from tests.helpers import command_comment
+from tests.helpers import command_comment, payload
 
 REPO = "octo/repo"
 WAITING = ("autonomous", NEEDS_APPROVAL_LABEL)
@@ -407,3 +408,41 @@ def test_pause_and_resume_on_the_report_issue_act_on_the_repository() -> None:
         decide(other, RepoState(paused=True, sender_permission="admin"), DEFAULT_CONFIG).actions
         == ()
     )
+
+
+ESCALATED = Escalation(
+    key="security:octo/repo#1:d0",
+    level="immediate",
+    category="security",
+    task=1,
+    task_state="escalated",
+    task_previous=("in_progress",),
+)
+
+
+def test_resolve_on_an_urgent_issue_resolves_and_lets_the_task_go_on() -> None:
+    env = Envelope.parse(
+        "d1", "issue_comment", command_comment("/nightshift resolve", labels=("nightshift:urgent",))
+    )
+    decision = decide(
+        env, RepoState(sender_permission="admin", escalation=ESCALATED), DEFAULT_CONFIG
+    )
+    kinds = [a.kind for a in decision.actions]
+    assert kinds == ["resolve_escalation", "transition", "dispatch", "comment"]
+    [move] = [a for a in decision.actions if isinstance(a, Transition)]
+    assert (move.from_state, move.to_state) == ("escalated", "in_progress")
+    nothing = decide(env, RepoState(sender_permission="admin"), DEFAULT_CONFIG)
+    assert [a.kind for a in nothing.actions] == ["comment"]
+    refused = decide(env, RepoState(sender_permission="read", escalation=ESCALATED), DEFAULT_CONFIG)
+    assert [a.kind for a in refused.actions] == ["comment"]
+
+
+def test_closing_an_urgent_issue_resolves_its_escalation() -> None:
+    data = {**payload("issues.opened"), "action": "closed"}
+    data["issue"] = {**data["issue"], "labels": [{"name": "nightshift:urgent"}]}
+    env = Envelope.parse("d2", "issues", data)
+    assert escalation_rules.concerns(env)
+    decision = decide(env, RepoState(escalation=ESCALATED), DEFAULT_CONFIG)
+    assert "resolve_escalation" in [a.kind for a in decision.actions]
+    alone = decide(env, RepoState(), DEFAULT_CONFIG).actions  # no escalation: a pass only
+    assert [a.kind for a in alone] == ["dispatch"]

@@ -26,6 +26,7 @@ from app.core.actions import (
     RerequestCheckSuite,
     RerunFailedJobs,
     RevertMerge,
+    SendToAgent,
     StartReview,
     SubmitReview,
     Transition,
@@ -1359,6 +1360,24 @@ def test_fix_instructions_mention_the_agent_and_the_round() -> None:
     assert isinstance(request, SubmitReview)
     assert request.body.startswith(f"@{AGENT} ")
     assert gates.FIX_HEADING.format(task=TASK, round=2, max_rounds=5) in request.body
+
+
+def test_fix_instructions_also_go_through_the_agents_transport() -> None:
+    rostered = Task(REPO, TASK, TaskState.IN_REVIEW, agent=AGENT, agent_name="alpha")
+    actions = review.conclude(
+        REPO, facts(), FIX, SPEC_FAILED, QUALITY_FAILED, DEFAULT_CONFIG, rostered
+    )
+    [send] = [a for a in actions if isinstance(a, SendToAgent)]
+    [request] = [a for a in actions if isinstance(a, SubmitReview)]
+    assert send.agent == "alpha" and send.number == TASK
+    assert send.message["content"]["type"] == "fix-instructions"
+    assert send.message["content"]["instructions"] == request.body
+    assert send.key == f"fix:{REPO}#{PR}@{HEAD}:push"
+    # a stranger's pull request: its fix instructions are not the agent's business
+    stranger = review.conclude(
+        REPO, facts(author="someone"), FIX, SPEC_FAILED, QUALITY_FAILED, DEFAULT_CONFIG, rostered
+    )
+    assert not any(isinstance(a, SendToAgent) for a in stranger)
 
 
 # -- approving and merging ------------------------------------------------------------------

@@ -317,6 +317,12 @@ def test_every_agent_offline_raises_one_urgent_issue(scene: Scene) -> None:
     scene.label(11)
     scene.until(lambda: any("offline" in c for c in scene.comments(11)))
     assert len([i for i in scene.fake.issues.values() if "nightshift:urgent" in i.labels]) == 1
+    # closing the urgent issue resolves the escalation
+    [(_, number)] = [k for k, i in scene.fake.issues.items() if "nightshift:urgent" in i.labels]
+    closed = labeled_issue(number=number, state="closed", label="nightshift:urgent")
+    scene.deliver("issues", {**closed, "action": "closed"})
+    [escalation] = scene.runtime.store.escalations(REPO)
+    assert escalation["category"] == "infrastructure" and escalation["resolved_at"] is not None
 
 
 def test_a_pending_acknowledgement_timer_survives_a_restart(

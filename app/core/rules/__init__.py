@@ -6,10 +6,10 @@ from app.core.cards import with_cards
 from app.core.config import Config
 from app.core.envelope import Envelope
 from app.core.router import Decision, Router
-from app.core.rules import commands, configuration, intake, review
+from app.core.rules import commands, configuration, escalation, intake, review
 from app.core.state import RepoState
 
-ROUTER = Router.combine(intake.router, commands.router, review.router)
+ROUTER = Router.combine(intake.router, commands.router, review.router, escalation.router)
 
 
 def decide(env: Envelope, state: RepoState, config: Config) -> Decision:

@@ -28,6 +28,7 @@ from app.core.actions import (
 from app.core.config import Config
 from app.core.envelope import Envelope, IssueView, UserView, view
 from app.core.router import Router
+from app.core.rules import escalation
 from app.core.rules.intake import NEEDS_APPROVAL_LABEL, QUEUED_LABEL, queue, withdraw
 from app.core.state import RepoState
 from app.core.tasks import Event, Task, as_action, move
@@ -47,6 +48,7 @@ MAINTAINER_COMMANDS = (
     "release",
     "status",
     "report",
+    "resolve",
 )
 # for the agent a task is assigned to, on that task's issue
 AGENT_COMMANDS = ("ack", "blocked", "escalate", "done")
@@ -72,6 +74,8 @@ PAUSED_REPO = (
     "Paused by @{login}: no automatic action in this repository until `/nightshift resume` "
     "here (or `nightshift resume`)."
 )
+NOTHING_TO_RESOLVE = "@{login} this is not an open escalation of Nightshift's."
+RESOLVED = "Resolved by @{login}: what this escalation stopped goes on."
 REPORT_COMING = "@{login} the report is on its way (a new report issue, or today's updated)."
 RESUMED_REPO = "Resumed by @{login}: automatic action in this repository starts again."
 CANNOT = "@{login} `/nightshift {command}` does nothing while the task is `{state}`."
@@ -193,6 +197,14 @@ def on_comment(env: Envelope, state: RepoState, config: Config) -> Sequence[Acti
         return [reply(UNKNOWN.format(login=login, known=known), "commands: unknown command")]
     if command.name == "ok-to-test":
         return ok_to_test(repo, number, login, state, reply, env.delivery_id)
+    if command.name == "resolve":
+        if state.escalation is None:
+            return [reply(NOTHING_TO_RESOLVE.format(login=login), "commands: no open escalation")]
+        why = f"commands: @{login} resolved the escalation"
+        return [
+            *escalation.resolve(repo, state.escalation, login, env.delivery_id),
+            reply(RESOLVED.format(login=login), why),
+        ]
     if command.name == "report":
         why = f"commands: @{login} asked for the report"
         return [

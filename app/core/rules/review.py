@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from app.core import assignment as messages
 from app.core import gates, revert
 from app.core.actions import (
     Action,
@@ -29,6 +30,7 @@ from app.core.actions import (
     RerequestCheckSuite,
     RerunFailedJobs,
     RevertMerge,
+    SendToAgent,
     StartReview,
     SubmitReview,
 )
@@ -649,11 +651,34 @@ def conclude(
             *_task_move(repo, task, Event.REQUEST_CHANGES, why),
             CountFixRound(repo=repo, number=pull.number, head_sha=pull.head_sha, reason=why),
             review,
+            *_fix_to_agent(repo, pull, task, body, why),
         ]
     # blocked: the rounds are used up; a person decides (a deferred escalation)
     summary = f"#{pull.number}: {verdict.reason}"
     key = f"fix-rounds:{repo}#{pull.number}"
     return block(repo, pull.number, pull.task, task, why, review, "fix-rounds", summary, key)
+
+
+def _fix_to_agent(
+    repo: str, pull: PullFacts, task: Task | None, body: str, why: str
+) -> list[Action]:
+    """The fix instructions through the agent's own transport too (a webhook or AI Maestro
+    agent may not read GitHub reviews); only to the task's agent, for its own PR."""
+    if task is None or task.agent_name is None or not may_merge(pull):
+        return []
+    message = messages.fix_request(
+        repo=repo, number=pull.task, pr=pull.number, agent=task.agent_name, instructions=body
+    )
+    return [
+        SendToAgent(
+            repo=repo,
+            number=pull.task,
+            agent=task.agent_name,
+            message=message.model_dump(mode="json"),
+            key=f"fix:{repo}#{pull.number}@{pull.head_sha}:{pull.attempt}",
+            reason=why,
+        )
+    ]
 
 
 def approve(repo: str, pull: PullFacts) -> list[Action]:

@@ -1,0 +1,52 @@
+"""Escalations end: an urgent issue closed, or `/nightshift resolve` on it, resolves the
+escalation and lets the task it stopped go back to where it was."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from app.core.actions import Action, Dispatch, ResolveEscalation
+from app.core.config import Config
+from app.core.envelope import Envelope
+from app.core.router import Router
+from app.core.state import Escalation, RepoState
+from app.core.tasks import Event, State, Task, as_action, move
+
+router = Router()
+
+URGENT_LABEL = "nightshift:urgent"
+
+
+def concerns(env: Envelope) -> bool:
+    """Whether the delivery is about an urgent issue (so the effects layer looks up its
+    escalation before the rules decide)."""
+    issue = env.payload.get("issue")
+    labels = issue.get("labels") if isinstance(issue, dict) else None
+    return isinstance(labels, list) and any(
+        isinstance(label, dict) and label.get("name") == URGENT_LABEL for label in labels
+    )
+
+
+def resolve(repo: str, escalation: Escalation, by: str, cause: str) -> list[Action]:
+    """Resolve it; the task it escalated returns where it was, and a pass looks again."""
+    why = f"escalation: {escalation.category} resolved by @{by}"
+    actions: list[Action] = [ResolveEscalation(repo=repo, key=escalation.key, by=by, reason=why)]
+    if escalation.task is not None and escalation.task_state == State.ESCALATED.value:
+        task = Task(
+            repo,
+            escalation.task,
+            State.ESCALATED,
+            tuple(State(s) for s in escalation.task_previous),
+        )
+        step = move(task, Event.DEESCALATE)
+        if step is not None:
+            actions.append(as_action(repo, task.number, step, Event.DEESCALATE, why))
+    actions.append(Dispatch(repo=repo, cause=cause, reason=why))
+    return actions
+
+
+@router.on("issues", "closed")
+def on_closed(env: Envelope, state: RepoState, config: Config) -> Sequence[Action]:
+    if env.repository is None or state.escalation is None:
+        return []
+    return resolve(env.repository, state.escalation, env.sender or "someone", env.delivery_id)
