@@ -61,6 +61,9 @@ class _StoreCollector(Collector):
         yield depth
         yield from self._reviews()
         yield from self._escalations_raised()
+        # histograms rebuilt from the task history on every scrape: their counts only grow
+        # because `nightshift prune` keeps transitions (if it ever forgets them, they would
+        # read as a counter reset, which rate() and histogram_quantile() tolerate)
         yield self._cycle_time()
         yield self._state_stays()
 

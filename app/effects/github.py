@@ -36,6 +36,7 @@ from app.core.actions import (
     RerunFailedJobs,
     SubmitReview,
 )
+from app.metrics import observe_rate_limit
 
 WRITE_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
 
@@ -313,6 +314,7 @@ def _send(client: GitHub[Any], request: GitHubRequest) -> GitHubResponse:
             params=dict(request.params) if request.params else None,
         )
     except RequestFailed as exc:
+        observe_rate_limit(exc.response.raw_response.headers)
         raise GitHubError(exc.response.status_code, _message(exc.response.raw_response)) from None
     except GitHubException as exc:
         # e.g. the installation token exchange failed inside the auth flow
@@ -322,6 +324,7 @@ def _send(client: GitHub[Any], request: GitHubRequest) -> GitHubResponse:
             raise GitHubError(raw.status_code, _message(raw)) from None
         raise GitHubError(None, str(exc) or type(exc).__name__) from None
     raw = response.raw_response
+    observe_rate_limit(raw.headers)
     data: Any = None
     if raw.content:
         try:

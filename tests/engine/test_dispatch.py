@@ -1,9 +1,11 @@
-"""Dispatch end to end: deliveries through the real engine, the shared fake GitHub, agents
-behind real local HTTP servers (a webhook agent that checks the signature, an AI Maestro
-that follows its messages API), heartbeats through the real endpoint, durable timers."""
+"""Dispatch end to end: deliveries through the ingress and the real engine, the shared fake
+GitHub, agents behind real local HTTP servers (a webhook agent that checks the signature, an
+AI Maestro that follows its messages API), heartbeats through the real endpoint, durable
+timers."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import itertools
@@ -21,13 +23,13 @@ import pytest
 import yaml
 
 from app.core.rules import ROUTER
-from app.effects.store import NewDelivery
 from app.engine.inbox import Inbox
 from app.engine.runtime import Runtime
 from app.settings import Settings
 from app.web.app import create_app
+from tests.conftest import SECRET as WEBHOOK_SECRET
 from tests.fakes.github import FakeGitHub
-from tests.helpers import app_client, body_of, command_comment, labeled_issue
+from tests.helpers import app_client, body_of, command_comment, labeled_issue, signed_headers
 
 REPO = "octo/repo"
 SECRET = "alpha-signing-secret"
@@ -95,13 +97,31 @@ class Scene:
     counter: Iterator[int]
 
     def deliver(self, event: str, data: Mapping[str, Any]) -> None:
+        """Through the ingress, as GitHub sends it: signed, stored, answered 202."""
         delivery_id = f"d{next(self.counter)}"
-        action = data.get("action")
-        item = NewDelivery(
-            delivery_id, event, action if isinstance(action, str) else None, REPO, 77, body_of(data)
+        body = body_of(data)
+        inbox = Inbox(self.runtime.store, on_stored=self.runtime.wake)
+        app = create_app(
+            secrets=[WEBHOOK_SECRET.encode()],
+            inbox=inbox,
+            router=ROUTER,
+            metrics=self.runtime.metrics,
         )
-        self.runtime.store.insert_deliveries([item])
-        self.runtime.wake()
+
+        async def post() -> httpx.Response:
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://nightshift") as c:
+                return await c.post(
+                    "/webhooks",
+                    content=body,
+                    headers=signed_headers(body, WEBHOOK_SECRET, event, delivery_id),
+                )
+
+        inbox.start()
+        try:
+            assert asyncio.run(post()).status_code == 202
+        finally:
+            inbox.stop()
         self.until(lambda: _status(self.runtime, delivery_id) not in (None, "queued"))
         assert _status(self.runtime, delivery_id) in ("done", "ignored")
 
@@ -145,8 +165,6 @@ class Scene:
                     json=body,
                     headers={"authorization": f"Bearer {token}"},
                 )
-
-        import asyncio
 
         return asyncio.run(post())
 
