@@ -407,6 +407,7 @@ def decide(facts: DispatchFacts, config: Config) -> list[Action]:
             ]
 
     actions += _plans(facts, config, agents, alive, load, planned.assignments)
+    actions += _heartbeat_deadlines(facts, config, lost)
     if agents and not alive and waiting_all and not facts.all_offline_open:
         actions += _all_offline(facts, config, agents, sorted(waiting_all))
     return with_cards(actions, config)
@@ -645,6 +646,39 @@ def _roster_problem(facts: DispatchFacts) -> str | None:
         detail = "; ".join(str(p) for p in facts.roster.problems[:3])
         return f"`{facts.roster_path}` lists no usable agent" + (f" ({detail})" if detail else "")
     return None
+
+
+def _heartbeat_deadlines(
+    facts: DispatchFacts, config: Config, lost: Sequence[tuple[TaskFacts, Agent | None, str]]
+) -> list[Action]:
+    """A durable timer for the moment each agent holding a task here would count as
+    offline, if no heartbeat comes before: the pass then fails its tasks over. One timer per
+    agent and heartbeat (the cause names both), so passes that see the same heartbeat ask
+    for it once."""
+    allowed = config.heartbeat_interval_seconds * config.limits.heartbeat_missed_threshold
+    gone = {f.task.number for f, _, _ in lost}
+    holders = {
+        f.task.agent_name
+        for f in facts.tasks
+        if f.task.state in (State.ASSIGNED, State.IN_PROGRESS)
+        and f.task.agent_name
+        and f.task.number not in gone
+    }
+    actions: list[Action] = []
+    for name in sorted(h for h in holders if h):
+        status = facts.statuses.get(name)
+        if status is None or status.last_heartbeat is None:
+            continue
+        remaining = status.last_heartbeat + allowed - facts.now
+        actions.append(
+            Dispatch(
+                repo=facts.repo,
+                cause=f"heartbeat:{name}:{status.last_heartbeat:.0f}",
+                delay_seconds=max(1.0, remaining + 1.0),
+                reason=f"dispatch: {name} counts as offline if no heartbeat comes by then",
+            )
+        )
+    return actions
 
 
 def _plans(

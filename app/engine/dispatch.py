@@ -2,8 +2,9 @@
 
 A pass (`nightshift.dispatch`) gathers one repository's facts, lets the core decide
 (app.core.dispatch) and carries out each action as a step. Passes run on a queue
-partitioned by repository (one pass per repository at a time) and are deduplicated while
-waiting: a pass already in the queue will see the newest state, so a second is not needed.
+partitioned by repository (one pass per repository at a time); each cause starts its own
+pass (the workflow id names the cause, so the same cause twice is one pass), and a pass
+with nothing to do decides nothing and costs a few reads.
 
 Acknowledgement deadlines are durable timers: a workflow sleeps (DBOS.sleep survives
 restarts) and then queues a pass, which fails the task over if it is still unacknowledged.
@@ -21,7 +22,6 @@ from collections.abc import Callable
 from typing import Any
 
 from dbos import DBOS, DBOSClient, DBOSConfiguredInstance, EnqueueOptions
-from dbos._error import DBOSQueueDeduplicatedError
 
 from app.core import dispatch as core
 from app.core.actions import ACTION_ADAPTER, ACTIONS_ADAPTER, Dispatch
@@ -129,16 +129,13 @@ class DispatchEngine(DBOSConfiguredInstance):
             "queue_name": DISPATCH_QUEUE,
             "workflow_id": workflow_id,
             "queue_partition_key": repo,
-            # one waiting pass per repository is enough: it will see the newest state
-            "deduplication_id": repo,
+            # no deduplication id: DBOS holds one until the workflow ends, so a change made
+            # while a pass runs (after it read its facts) would find its own pass refused
             "app_version": self.version,
             "class_name": type(self).__qualname__,
             "instance_name": self.config_name,
         }
-        try:
-            self._client().enqueue(options, installation_id, repo)
-        except DBOSQueueDeduplicatedError:
-            return f"{workflow_id} (a pass is already waiting)"
+        self._client().enqueue(options, installation_id, repo)
         return workflow_id
 
     def _client(self) -> DBOSClient:

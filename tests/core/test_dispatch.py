@@ -380,3 +380,23 @@ def test_security_only_defers_every_agent_offline() -> None:
     assert not of(actions, OpenIssue)
     [escalation] = of(actions, RecordEscalation)
     assert escalation.level == "deferred"
+
+
+def test_a_holder_with_heartbeats_gets_a_timer_for_when_it_would_be_offline() -> None:
+    actions = decide(
+        facts(
+            held(7, "alpha", State.IN_PROGRESS),
+            statuses={"alpha": AgentStatus("alpha", NOW - 100)},
+        ),
+        CONFIG,
+    )
+    [timer] = of(actions, Dispatch)
+    # 60 s interval x 3 missed = 180 s after the last heartbeat, 100 s of which are gone
+    assert timer.cause == f"heartbeat:alpha:{NOW - 100:.0f}" and timer.delay_seconds == 81
+    lost = decide(
+        facts(
+            held(7, "alpha", State.IN_PROGRESS), statuses={"alpha": AgentStatus("alpha", NOW - 181)}
+        ),
+        CONFIG,
+    )
+    assert not [d for d in of(lost, Dispatch) if d.cause.startswith("heartbeat:")]
