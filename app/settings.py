@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -214,7 +214,9 @@ def require(settings: Settings, *, webhook_secret: bool = False) -> None:
         settings.app_private_key()  # a configured key file must be readable
 
 
-def agent_secret(agent: str, kind: str, env_file: str | Path = ".env") -> str | None:
+def agent_secret(
+    agent: str, kind: Literal["TOKEN", "SECRET"], env_file: str | Path = ".env"
+) -> str | None:
     """An agent's token (`TOKEN`: its heartbeats) or signing secret (`SECRET`: webhook
     deliveries to it), from `NIGHTSHIFT_AGENT_<AGENT>_<KIND>` in the environment or `.env`.
 
@@ -224,7 +226,7 @@ def agent_secret(agent: str, kind: str, env_file: str | Path = ".env") -> str | 
 
     from app.core.roster import secret_env_name
 
-    name = secret_env_name(agent, "TOKEN" if kind == "TOKEN" else "SECRET")
+    name = secret_env_name(agent, kind)
     value = os.environ.get(name)
     if value is None and Path(env_file).is_file():
         value = dotenv_values(env_file).get(name)

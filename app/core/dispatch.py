@@ -41,6 +41,7 @@ from app.core.actions import (
 )
 from app.core.cards import with_cards
 from app.core.config import Config
+from app.core.labels import QUEUED_LABEL, URGENT_LABEL
 from app.core.linking import branch_for
 from app.core.roster import Agent, Roster
 from app.core.schedule import (
@@ -53,10 +54,8 @@ from app.core.schedule import (
     priority_of,
 )
 from app.core.state import AgentStatus, TaskFacts
-from app.core.tasks import Event, State, Task, as_action, move, path
+from app.core.tasks import Event, Move, State, Task, as_action, move, path
 
-QUEUED_LABEL = "nightshift:queued"
-URGENT_LABEL = "nightshift:urgent"
 # how long an agent whose transport failed is left alone before it is tried again
 UNREACHABLE_COOLDOWN_SECONDS = 15 * 60
 # the states in which a task holds a place in its agent's load
@@ -127,15 +126,7 @@ def online(status: AgentStatus | None, config: Config, now: float) -> bool:
     transport failed within the cool-down: no. It sent heartbeats: only while they keep
     coming (at most `heartbeat_missed_threshold` intervals missed).
     """
-    if status is None:
-        return True
-    if (
-        status.unreachable_since is not None
-        and now - status.unreachable_since < UNREACHABLE_COOLDOWN_SECONDS
-        and (status.last_heartbeat is None or status.last_heartbeat < status.unreachable_since)
-    ):
-        return False
-    return not heartbeats_stopped(status, config, now)
+    return reachable(status, now) and not heartbeats_stopped(status, config, now)
 
 
 def heartbeats_stopped(status: AgentStatus | None, config: Config, now: float) -> bool:
@@ -146,6 +137,8 @@ def heartbeats_stopped(status: AgentStatus | None, config: Config, now: float) -
 
 
 def reachable(status: AgentStatus | None, now: float) -> bool:
+    """False while the agent's transport failed within the cool-down and no heartbeat came
+    since."""
     return status is None or not (
         status.unreachable_since is not None
         and now - status.unreachable_since < UNREACHABLE_COOLDOWN_SECONDS
@@ -203,7 +196,14 @@ def decide(facts: DispatchFacts, config: Config) -> list[Action]:
         backup = by_name.get(agent.backup) if agent is not None and agent.backup else None
         needs = capabilities_for(facts_of.labels, config.capabilities)
         if agent is not None and reachable(facts.statuses.get(agent.name), facts.now):
-            actions.append(_withdraw(repo, facts_of, agent, why))
+            actions.append(
+                withdraw(
+                    repo,
+                    facts_of.task,
+                    f"you {why}; the task is reassigned",
+                    f"dispatch: tell {agent.name} the task is no longer theirs",
+                )
+            )
         if (
             backup is not None
             and backup.name in alive
@@ -301,29 +301,8 @@ def decide(facts: DispatchFacts, config: Config) -> list[Action]:
 
     # assignments
     candidates = [f for f in (*queued, *requeued) if f.task.number not in in_cycle]
-    infos = [
-        TaskInfo(
-            number=f.task.number,
-            created_at=f.created_at,
-            capabilities=capabilities_for(f.labels, config.capabilities),
-            priority=priority_of(f.labels, config.priority_labels),
-            depends_on=f.depends_on,
-            excluded=f.excluded,
-        )
-        for f in candidates
-    ]
-    pool = [
-        AgentInfo(
-            name=a.name,
-            capabilities=a.capabilities,
-            max_tasks=a.max_tasks,
-            load=load[a.name],
-            online=a.name in alive,
-            record=facts.records.get(a.name, 0.0),
-        )
-        for a in agents
-    ]
-    planned = plan(infos, pool, facts.finished)
+    infos = [_task_info(f, config) for f in candidates]
+    planned = plan(infos, _pool(agents, load, alive, facts.records), facts.finished)
     by_number = {f.task.number: f for f in candidates}
     for number, name in planned.assignments:
         facts_of = by_number[number]
@@ -416,6 +395,36 @@ def decide(facts: DispatchFacts, config: Config) -> list[Action]:
 # -- pieces ---------------------------------------------------------------------------------
 
 
+def _task_info(facts_of: TaskFacts, config: Config) -> TaskInfo:
+    """The task as the scheduler sees it."""
+    return TaskInfo(
+        number=facts_of.task.number,
+        created_at=facts_of.created_at,
+        capabilities=capabilities_for(facts_of.labels, config.capabilities),
+        priority=priority_of(facts_of.labels, config.priority_labels),
+        depends_on=facts_of.depends_on,
+        excluded=facts_of.excluded,
+    )
+
+
+def _pool(
+    agents: Sequence[Agent], load: Mapping[str, int], alive: set[str], records: Mapping[str, float]
+) -> list[AgentInfo]:
+    """The roster as the scheduler sees it: each agent's load, whether it is online, and
+    its record."""
+    return [
+        AgentInfo(
+            name=a.name,
+            capabilities=a.capabilities,
+            max_tasks=a.max_tasks,
+            load=load.get(a.name, 0),
+            online=a.name in alive,
+            record=records.get(a.name, 0.0),
+        )
+        for a in agents
+    ]
+
+
 def _lost_because(
     facts_of: TaskFacts, agent: Agent | None, facts: DispatchFacts, config: Config
 ) -> str | None:
@@ -492,13 +501,11 @@ def _assign(
     config: Config,
     facts_of: TaskFacts,
     agent: Agent,
-    step: object,
+    step: Move | None,
     reason: str,
     others: Sequence[TaskFacts],
 ) -> list[Action]:
-    from app.core.tasks import Move
-
-    assert isinstance(step, Move)
+    assert step is not None
     repo, task = facts.repo, facts_of.task
     number = task.number
     serial = task.assignment + 1
@@ -584,18 +591,18 @@ def _assign(
     return actions
 
 
-def _withdraw(repo: str, facts_of: TaskFacts, agent: Agent, why: str) -> SendToAgent:
-    number = facts_of.task.number
-    message = messages.withdrawal(
-        repo=repo, number=number, agent=agent, reason=f"you {why}; the task is reassigned"
-    )
+def withdraw(repo: str, task: Task, why: str, reason: str) -> SendToAgent:
+    """Tell the task's agent to stop: `why` says what happened (cancelled, released, taken
+    for not acknowledging...). Once per assignment."""
+    assert task.agent_name is not None
+    message = messages.withdrawal(repo=repo, number=task.number, agent=task.agent_name, reason=why)
     return SendToAgent(
         repo=repo,
-        number=number,
-        agent=agent.name,
+        number=task.number,
+        agent=task.agent_name,
         message=_json(message),
-        key=f"withdraw:{repo}#{number}:{facts_of.task.assignment}",
-        reason=f"dispatch: tell {agent.name} the task is no longer theirs",
+        key=f"withdraw:{repo}#{task.number}:{task.assignment}",
+        reason=reason,
     )
 
 
@@ -702,28 +709,9 @@ def _plans(
     after = dict(load)
     for _, busy in assigned:
         after[busy] = after.get(busy, 0) + 1
-    pool = [
-        AgentInfo(
-            name=a.name,
-            capabilities=a.capabilities,
-            max_tasks=a.max_tasks,
-            load=after.get(a.name, 0),
-            online=a.name in alive,
-            record=facts.records.get(a.name, 0.0),
-        )
-        for a in agents
-    ]
-    infos = [
-        TaskInfo(
-            number=f.task.number,
-            created_at=f.created_at,
-            capabilities=capabilities_for(f.labels, config.capabilities),
-            priority=priority_of(f.labels, config.priority_labels),
-            excluded=f.excluded,
-        )
-        for f in waiting
-    ]
-    would = plan(infos, pool)  # dependencies are shown, not applied: they may finish first
+    # dependencies are shown, not applied: they may be done before the approval
+    infos = [replace(_task_info(f, config), depends_on=frozenset()) for f in waiting]
+    would = plan(infos, _pool(agents, after, alive, facts.records))
     chosen = dict(would.assignments)
     by_name = {a.name: a for a in agents}
     actions: list[Action] = []

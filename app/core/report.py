@@ -23,7 +23,6 @@ from croniter import croniter  # type: ignore[import-untyped]
 
 from app.core.estimates import Estimate, describe, format_duration, record_score
 
-REPORT_LABEL = "nightshift:report"
 TITLE = "Autonomous Operation Report — {date}"
 HEADING = "# Autonomous Operation Report"
 SUPERSEDED = "Superseded by #{number}, the report of {date}."

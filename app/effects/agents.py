@@ -7,7 +7,6 @@ from typing import Any
 
 from app.core.actions import MoveCard, SendToAgent
 from app.core.assignment import Message
-from app.core.roster import Agent
 from app.effects.projects import ProjectBoard
 from app.effects.repo_config import ConfigSource
 from app.effects.store import Store
@@ -22,23 +21,8 @@ class AgentMessages:
         self.store = store
         self.transports = transports
 
-    def _agent(self, repo: str, name: str) -> Agent | None:
-        for row in self.store.roster_snapshot():
-            if row["repo"] == repo and row["name"] == name:
-                return Agent(
-                    name=row["name"],
-                    github=row["github"],
-                    capabilities=frozenset(row["capabilities"] or ()),
-                    transport=row["transport"],
-                    endpoint=row["endpoint"],
-                    max_tasks=int(row["max_tasks"]),
-                    backup=row["backup"],
-                    line=0,
-                )
-        return None
-
     def deliver(self, installation_id: int | None, action: SendToAgent) -> tuple[str, str]:
-        agent = self._agent(action.repo, action.agent)
+        agent = self.store.roster_agent(action.repo, action.agent)
         if agent is None:
             return "unknown_agent", f"{action.agent} is not in {action.repo}'s roster"
         message = Message.model_validate(action.message)
@@ -48,7 +32,7 @@ class AgentMessages:
         return sent.outcome, sent.detail
 
     def describe(self, action: SendToAgent) -> dict[str, Any]:
-        agent = self._agent(action.repo, action.agent)
+        agent = self.store.roster_agent(action.repo, action.agent)
         if agent is None:
             return {"agent": action.agent, "error": "not in the roster"}
         message = Message.model_validate(action.message)

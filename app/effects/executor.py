@@ -46,7 +46,7 @@ from app.effects.github import (
     GitHubError,
     GitHubPort,
     GitHubRequest,
-    marker,
+    find_marked,
     request_for,
     update_check_run,
 )
@@ -153,19 +153,28 @@ class Executor:
         if isinstance(action, StoreOnly):
             return self._store_only(ctx, action)
         if isinstance(action, StartReview):
-            return self._start_review(ctx, action)
+            reviews = self.reviews
+            return self._start(
+                ctx, action, (lambda i: reviews.start_review(i, action)) if reviews else None
+            )
         if isinstance(action, RevertMerge):
             return self._revert(ctx, action)
         if isinstance(action, Dispatch):
-            return self._dispatch(ctx, action)
-        if isinstance(action, PublishReport):
-            if self.dry_run or self.reports is None or ctx.installation_id is None:
-                return self._record_dry_run(ctx, action)
-            workflow_id = self.reports.start_report(
-                ctx.installation_id, action.repo, action.run_key, self.store.clock()
+            dispatcher = self.dispatcher
+            return self._start(
+                ctx,
+                action,
+                (lambda i: dispatcher.start_dispatch(i, action)) if dispatcher else None,
             )
-            self._audit(ctx, action, "action", action.reason, workflow=workflow_id)
-            return "sent"
+        if isinstance(action, PublishReport):
+            reports, now = self.reports, self.store.clock()
+            return self._start(
+                ctx,
+                action,
+                (lambda i: reports.start_report(i, action.repo, action.run_key, now))
+                if reports
+                else None,
+            )
         if isinstance(action, SendToAgent):
             return self._send_to_agent(ctx, action)
         if isinstance(action, MoveCard):
@@ -274,22 +283,20 @@ class Executor:
                 action.category,
                 action.summary,
             )
-        self.store.record(
-            AuditEntry(
-                kind="state" if done else "skipped",
-                what=action.describe(),
-                why=action.reason if done else f"{action.reason} (recorded already)",
-                delivery_id=ctx.delivery_id,
-                repository=action.repo,
-                detail={"action": action.kind},
-            )
+        self._audit(
+            ctx,
+            action,
+            "state" if done else "skipped",
+            action.reason if done else f"{action.reason} (recorded already)",
         )
         return "sent" if done else "skipped"
 
-    def _dispatch(self, ctx: Context, action: Dispatch) -> Outcome:
-        if self.dry_run or self.dispatcher is None or ctx.installation_id is None:
+    def _start(self, ctx: Context, action: Action, start: Callable[[int], str] | None) -> Outcome:
+        """Start a durable workflow through an engine's port (a review, a dispatch pass, a
+        report); recorded instead in dry-run or without the port."""
+        if self.dry_run or start is None or ctx.installation_id is None:
             return self._record_dry_run(ctx, action)
-        workflow_id = self.dispatcher.start_dispatch(ctx.installation_id, action)
+        workflow_id = start(ctx.installation_id)
         self._audit(ctx, action, "action", action.reason, workflow=workflow_id)
         return "sent"
 
@@ -345,6 +352,7 @@ class Executor:
         self.store.finish_effect(key)
 
     def _audit(self, ctx: Context, action: Action, kind: str, why: str, **detail: object) -> None:
+        """One audit entry about an action this delivery or workflow carried out."""
         self.store.record(
             AuditEntry(
                 kind=kind,
@@ -356,22 +364,6 @@ class Executor:
             )
         )
 
-    def _start_review(self, ctx: Context, action: StartReview) -> Outcome:
-        if self.dry_run or self.reviews is None or ctx.installation_id is None:
-            return self._record_dry_run(ctx, action)
-        workflow_id = self.reviews.start_review(ctx.installation_id, action)
-        self.store.record(
-            AuditEntry(
-                kind="action",
-                what=action.describe(),
-                why=action.reason,
-                delivery_id=ctx.delivery_id,
-                repository=action.repo,
-                detail={"action": action.kind, "workflow": workflow_id},
-            )
-        )
-        return "sent"
-
     def _revert(self, ctx: Context, action: RevertMerge) -> Outcome:
         """Open the revert pull request, once per merge commit; when it cannot be made, say
         so on the urgent issue (or on the merged pull request when there is none)."""
@@ -379,16 +371,7 @@ class Executor:
             return self._record_dry_run(ctx, action)
 
         def audit(kind: str, why: str, **detail: object) -> None:
-            self.store.record(
-                AuditEntry(
-                    kind=kind,
-                    what=action.describe(),
-                    why=why,
-                    delivery_id=ctx.delivery_id,
-                    repository=action.repo,
-                    detail={"action": action.kind, **detail},
-                )
-            )
+            self._audit(ctx, action, kind, why, **detail)
 
         if not self.store.begin_effect(action.key) and self.store.effect_finished(action.key):
             audit("skipped", f"{action.reason} (made by an earlier attempt)")
@@ -450,16 +433,7 @@ class Executor:
         """In dry-run Nightshift's own state is not changed either: when dry-run is switched
         off, nothing it merely previewed stands in the way (a task `queued` without its
         label on GitHub, a configuration problem never actually reported)."""
-        self.store.record(
-            AuditEntry(
-                kind="dry-run",
-                what=action.describe(),
-                why=f"{action.reason} ({DRY_RUN})",
-                delivery_id=ctx.delivery_id,
-                repository=action.repo,
-                detail={"action": action.kind},
-            )
-        )
+        self._audit(ctx, action, "dry-run", f"{action.reason} ({DRY_RUN})")
         return "recorded"
 
     def _remember(self, ctx: Context, action: RememberConfigError | ForgetConfigError) -> Outcome:
@@ -468,16 +442,7 @@ class Executor:
             return self._record_dry_run(ctx, action)
         problem = action.problem if isinstance(action, RememberConfigError) else None
         self.store.set_reported_config_error(action.repo, problem)
-        self.store.record(
-            AuditEntry(
-                kind="state",
-                what=action.describe(),
-                why=action.reason,
-                delivery_id=ctx.delivery_id,
-                repository=action.repo,
-                detail={"action": action.kind},
-            )
-        )
+        self._audit(ctx, action, "state", action.reason)
         return "sent"
 
     def _transition(self, ctx: Context, action: Transition) -> Outcome:
@@ -508,16 +473,7 @@ class Executor:
             ),
         }
         kind, why, outcome = outcomes[result]
-        self.store.record(
-            AuditEntry(
-                kind=kind,
-                what=action.describe(),
-                why=why,
-                delivery_id=ctx.delivery_id,
-                repository=action.repo,
-                detail={"action": action.kind, "event": action.event},
-            )
-        )
+        self._audit(ctx, action, kind, why, event=action.event)
         return outcome
 
     def _already_posted(
@@ -533,7 +489,6 @@ class Executor:
         if self.store.effect_finished(action.key):
             return True
         assert ctx.installation_id is not None
-        wanted = marker(action.key)
         if isinstance(action, OpenIssue):
             path = f"/repos/{action.repo}/issues"
             extra: dict[str, Any] = {"state": "all", "labels": ",".join(action.labels)}
@@ -541,20 +496,11 @@ class Executor:
             path, extra = f"/repos/{action.repo}/pulls/{action.number}/reviews", {}
         else:
             path, extra = f"/repos/{action.repo}/issues/{action.number}/comments", {}
-        page = 1
-        while True:
-            response = github.send(
-                ctx.installation_id,
-                GitHubRequest("GET", path, params={"per_page": 100, "page": page, **extra}),
-            )
-            found = response.data if isinstance(response.data, list) else []
-            for posted in found:
-                if isinstance(posted, dict) and wanted in str(posted.get("body") or ""):
-                    self.store.finish_effect(action.key, _issue_number(action, posted))
-                    return True
-            if len(found) < 100:
-                return False
-            page += 1
+        posted = find_marked(github, ctx.installation_id, path, action.key, params=extra)
+        if posted is None:
+            return False
+        self.store.finish_effect(action.key, _issue_number(action, posted))
+        return True
 
 
 def _issue_number(action: Action, data: object) -> str | None:

@@ -100,6 +100,38 @@ def marker(key: str) -> str:
     return MARKER.format(key=key)
 
 
+def find_marked(
+    github: GitHubPort,
+    installation_id: int,
+    path: str,
+    key: str,
+    *,
+    params: Mapping[str, Any] | None = None,
+    bots_only: bool = False,
+) -> dict[str, Any] | None:
+    """The item of the listing at `path` (comments, reviews, issues) whose body carries
+    `key`'s hidden marker, paging through all of it; with `bots_only`, only one a bot wrote
+    (a person cannot then suppress a message by pasting a marker)."""
+    wanted = marker(key)
+    page = 1
+    while True:
+        response = github.send(
+            installation_id,
+            GitHubRequest("GET", path, params={"per_page": 100, "page": page, **(params or {})}),
+        )
+        found = response.data if isinstance(response.data, list) else []
+        for item in found:
+            if not isinstance(item, dict) or wanted not in str(item.get("body") or ""):
+                continue
+            user = item.get("user")
+            if bots_only and not (isinstance(user, dict) and user.get("type") == "Bot"):
+                continue
+            return item
+        if len(found) < 100:
+            return None
+        page += 1
+
+
 def request_for(action: GitHubAction) -> GitHubRequest:
     """The exact REST request an action becomes."""
     repo = action.repo

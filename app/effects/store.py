@@ -897,6 +897,27 @@ class Store:
                     ],
                 )
 
+    def roster_agent(self, repo: str, name: str) -> Agent | None:
+        """The agent as the repository's roster listed it when a pass last read it."""
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                sa.select(roster_agents)
+                .where(roster_agents.c.repo == repo)
+                .where(roster_agents.c.name == name)
+            ).first()
+        if row is None:
+            return None
+        return Agent(
+            name=row.name,
+            github=row.github,
+            capabilities=frozenset(row.capabilities or ()),
+            transport=row.transport,
+            endpoint=row.endpoint,
+            max_tasks=int(row.max_tasks),
+            backup=row.backup,
+            line=0,
+        )
+
     def rostered_in(self, name: str) -> list[str]:
         """The repositories whose roster (as last read) lists the agent."""
         with self.engine.connect() as connection:

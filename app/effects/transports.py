@@ -59,7 +59,14 @@ import httpx
 
 from app.core.assignment import Message, as_markdown
 from app.core.roster import Agent, secret_env_name
-from app.effects.github import GitHubError, GitHubPort, GitHubRequest, GitHubResponse, marker
+from app.effects.github import (
+    GitHubError,
+    GitHubPort,
+    GitHubRequest,
+    GitHubResponse,
+    find_marked,
+    marker,
+)
 
 Outcome = Literal["delivered", "not_delivered", "unreachable"]
 
@@ -68,7 +75,6 @@ USER_AGENT = "Nightshift"
 DETAIL_CHARS = 300
 ANSWER_MAX_BYTES = 64 * 1024  # of an agent's answer read; the rest is not needed
 RETRY_STATUSES = frozenset({408, 425, 429})
-COMMENTS_PER_PAGE = 100
 # GitHub shows the Copilot coding agent as `Copilot`; it is assigned as `copilot-swe-agent`
 COPILOT_LOGINS = frozenset({"copilot", "copilot-swe-agent"})
 
@@ -227,33 +233,14 @@ class Transports:
     def _commented(self, installation_id: int, repo: str, number: int, key: str) -> bool:
         """Whether an earlier attempt posted this key's comment (a bot's, with the marker)."""
         assert self.github is not None
-        wanted = marker(key)
-        page = 1
-        while True:
-            try:
-                response = self.github.send(
-                    installation_id,
-                    GitHubRequest(
-                        "GET",
-                        f"/repos/{repo}/issues/{number}/comments",
-                        params={"per_page": COMMENTS_PER_PAGE, "page": page},
-                    ),
-                )
-            except GitHubError as exc:
-                if exc.transient:
-                    raise
-                return False  # the comment's own request will say what is wrong
-            found = response.data if isinstance(response.data, list) else []
-            for comment in found:
-                if not isinstance(comment, dict):
-                    continue
-                user = comment.get("user")
-                by_bot = isinstance(user, dict) and user.get("type") == "Bot"
-                if by_bot and str(comment.get("body") or "").rstrip().endswith(wanted):
-                    return True
-            if len(found) < COMMENTS_PER_PAGE:
-                return False
-            page += 1
+        path = f"/repos/{repo}/issues/{number}/comments"
+        try:
+            found = find_marked(self.github, installation_id, path, key, bots_only=True)
+        except GitHubError as exc:
+            if exc.transient:
+                raise
+            return False  # the comment's own request will say what is wrong
+        return found is not None
 
     # -- webhook ----------------------------------------------------------------------------
 

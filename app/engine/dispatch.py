@@ -17,11 +17,10 @@ names a task waiting for its acknowledgement.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from typing import Any
 
-from dbos import DBOS, DBOSClient, DBOSConfiguredInstance, EnqueueOptions
+from dbos import DBOS, DBOSConfiguredInstance
 
 from app.core import dispatch as core
 from app.core.actions import ACTION_ADAPTER, ACTIONS_ADAPTER, Dispatch
@@ -33,6 +32,7 @@ from app.effects.github import GitHubError, GitHubPort
 from app.effects.records import Records
 from app.effects.repo_config import ConfigSource
 from app.effects.store import AuditEntry, Store
+from app.engine.starter import Starter
 
 log = logging.getLogger("nightshift.dispatch")
 
@@ -63,10 +63,7 @@ class DispatchEngine(DBOSConfiguredInstance):
 
     def __init__(self) -> None:
         super().__init__(config_name="dispatch")
-        self._dbos_client: DBOSClient | None = None
-        self._client_lock = threading.Lock()
-        self.system_database_url = ""
-        self.version = ""
+        self.starter = Starter()
         self.web_url = "https://github.com"
         self.heartbeat_url: str | None = None
         self.clock: Callable[[], float] = lambda: 0.0
@@ -84,13 +81,11 @@ class DispatchEngine(DBOSConfiguredInstance):
         web_url: str = "https://github.com",
         public_url: str | None = None,
     ) -> DispatchEngine:
-        self.close()
         self.store = store
         self.executor = executor
         self.github = github
         self.configs = configs
-        self.system_database_url = system_database_url
-        self.version = version
+        self.starter.bind(system_database_url, version)
         self.clock = clock
         self.web_url = web_url
         self.heartbeat_url = (
@@ -105,52 +100,34 @@ class DispatchEngine(DBOSConfiguredInstance):
 
         Called from workflow steps, where DBOS does not let a workflow start another: so
         through a DBOS client. Idempotent by workflow id."""
-        client = self._client()
         if action.delay_seconds > 0:
-            workflow_id = f"timer:{action.repo}:{action.cause}"
-            options: EnqueueOptions = {
-                "workflow_name": TIMER_WORKFLOW,
-                "queue_name": TIMER_QUEUE,
-                "workflow_id": workflow_id,
-                "app_version": self.version,
-                "class_name": type(self).__qualname__,
-                "instance_name": self.config_name,
-            }
-            client.enqueue(
-                options, installation_id, action.repo, action.cause, action.delay_seconds
+            return self.starter.enqueue(
+                self,
+                TIMER_WORKFLOW,
+                TIMER_QUEUE,
+                f"timer:{action.repo}:{action.cause}",
+                installation_id,
+                action.repo,
+                action.cause,
+                action.delay_seconds,
             )
-            return workflow_id
         return self.queue_pass(installation_id, action.repo, action.cause)
 
     def queue_pass(self, installation_id: int, repo: str, cause: str) -> str:
-        workflow_id = f"dispatch:{repo}:{cause}"
-        options: EnqueueOptions = {
-            "workflow_name": DISPATCH_WORKFLOW,
-            "queue_name": DISPATCH_QUEUE,
-            "workflow_id": workflow_id,
-            "queue_partition_key": repo,
-            # no deduplication id: DBOS holds one until the workflow ends, so a change made
-            # while a pass runs (after it read its facts) would find its own pass refused
-            "app_version": self.version,
-            "class_name": type(self).__qualname__,
-            "instance_name": self.config_name,
-        }
-        self._client().enqueue(options, installation_id, repo)
-        return workflow_id
-
-    def _client(self) -> DBOSClient:
-        with self._client_lock:
-            if self._dbos_client is None:
-                self._dbos_client = DBOSClient(
-                    system_database_url=self.system_database_url, application_name="nightshift"
-                )
-            return self._dbos_client
+        # no deduplication id: DBOS holds one until the workflow ends, so a change made while
+        # a pass runs (after it read its facts) would find its own pass refused
+        return self.starter.enqueue(
+            self,
+            DISPATCH_WORKFLOW,
+            DISPATCH_QUEUE,
+            f"dispatch:{repo}:{cause}",
+            installation_id,
+            repo,
+            partition=repo,
+        )
 
     def close(self) -> None:
-        with self._client_lock:
-            if self._dbos_client is not None:
-                self._dbos_client.destroy()
-                self._dbos_client = None
+        self.starter.close()
 
     # the workflows ----------------------------------------------------------------------
 

@@ -31,8 +31,9 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from dbos import DBOS, DBOSClient, DBOSConfiguredInstance, EnqueueOptions
+from dbos import DBOS, DBOSConfiguredInstance
 
+from app.core import labels
 from app.core import report as core
 from app.core.actions import ACTION_ADAPTER, Comment, OpenIssue
 from app.core.report import ReportData
@@ -42,6 +43,7 @@ from app.effects.github import GitHubError, GitHubPort, GitHubRequest, marker
 from app.effects.records import DEFAULT_TRIGGER_LABEL, Records, ReportRun, build_report
 from app.effects.repo_config import ConfigSource
 from app.effects.store import AuditEntry, Store
+from app.engine.starter import Starter
 
 log = logging.getLogger("nightshift.report")
 
@@ -98,12 +100,9 @@ class ReportEngine(DBOSConfiguredInstance):
 
     def __init__(self) -> None:
         super().__init__(config_name="reports")
-        self._dbos_client: DBOSClient | None = None
-        self._client_lock = threading.Lock()
+        self.starter = Starter()
         self._schedules: dict[str, tuple[float, str, str]] = {}
         self._schedules_lock = threading.Lock()
-        self.system_database_url = ""
-        self.version = ""
         self.clock: Callable[[], float] = time.time
 
     def bind(
@@ -117,14 +116,12 @@ class ReportEngine(DBOSConfiguredInstance):
         version: str,
         clock: Callable[[], float] = time.time,
     ) -> ReportEngine:
-        self.close()  # a client of an earlier launch talks to that launch's database
         self.store = store
         self.records = Records(store)
         self.executor = executor
         self.github = github
         self.configs = configs
-        self.system_database_url = system_database_url
-        self.version = version
+        self.starter.bind(system_database_url, version)
         self.clock = clock
         with self._schedules_lock:
             self._schedules.clear()
@@ -165,32 +162,20 @@ class ReportEngine(DBOSConfiguredInstance):
         """Enqueue the report run `run_key` of the repository (idempotent: a second start of
         the same run returns the first). From outside a workflow, or from a step (the
         executor's, for `/nightshift report`, with `run_key` `command:<delivery>`)."""
-        workflow_id = report_id(repo, run_key)
-        options: EnqueueOptions = {
-            "workflow_name": REPORT_WORKFLOW,
-            "queue_name": REPORT_QUEUE,
-            "workflow_id": workflow_id,
-            "queue_partition_key": repo,
-            "app_version": self.version,
-            "class_name": type(self).__qualname__,
-            "instance_name": self.config_name,
-        }
-        self._client().enqueue(options, installation_id, repo, run_key, until)
-        return workflow_id
-
-    def _client(self) -> DBOSClient:
-        with self._client_lock:
-            if self._dbos_client is None:
-                self._dbos_client = DBOSClient(
-                    system_database_url=self.system_database_url, application_name="nightshift"
-                )
-            return self._dbos_client
+        return self.starter.enqueue(
+            self,
+            REPORT_WORKFLOW,
+            REPORT_QUEUE,
+            report_id(repo, run_key),
+            installation_id,
+            repo,
+            run_key,
+            until,
+            partition=repo,
+        )
 
     def close(self) -> None:
-        with self._client_lock:
-            if self._dbos_client is not None:
-                self._dbos_client.destroy()
-                self._dbos_client = None
+        self.starter.close()
 
     # the schedule -------------------------------------------------------------------------
 
@@ -280,7 +265,7 @@ class ReportEngine(DBOSConfiguredInstance):
             repo=repo,
             title=plan["title"],
             body=plan["body"],
-            labels=(core.REPORT_LABEL,),
+            labels=(labels.REPORT_LABEL,),
             key=key,
             reason=f"report: the report of {plan['date']}",
         )

@@ -17,12 +17,11 @@ import dataclasses
 import json
 import logging
 import os
-import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from dbos import DBOS, DBOSClient, DBOSConfiguredInstance, EnqueueOptions
+from dbos import DBOS, DBOSConfiguredInstance
 from dbos._error import (
     DBOSException,
     DBOSMaxStepRetriesExceeded,
@@ -48,6 +47,7 @@ from app.effects.repo_config import ConfigSource
 from app.effects.sandbox import Sandbox, SandboxUnavailable
 from app.effects.store import Store
 from app.engine.delivery import failure_reason
+from app.engine.starter import Starter
 
 log = logging.getLogger("nightshift.review")
 
@@ -90,10 +90,7 @@ class ReviewEngine(DBOSConfiguredInstance):
 
     def __init__(self) -> None:
         super().__init__(config_name="reviews")
-        self._dbos_client: DBOSClient | None = None
-        self._client_lock = threading.Lock()
-        self.system_database_url = ""
-        self.version = ""
+        self.starter = Starter()
 
     def bind(
         self,
@@ -106,9 +103,7 @@ class ReviewEngine(DBOSConfiguredInstance):
         system_database_url: str,
         version: str,
     ) -> ReviewEngine:
-        self.close()  # a client of an earlier launch talks to that launch's database
-        self.system_database_url = system_database_url
-        self.version = version
+        self.starter.bind(system_database_url, version)
         self.store = store
         self.executor = executor
         self.github = github
@@ -125,7 +120,7 @@ class ReviewEngine(DBOSConfiguredInstance):
         another: so through a DBOS client, as from outside. Idempotent: the workflow id
         names the head and attempt, and a second enqueue returns the first workflow.
         """
-        client = self._client()
+        client = self.starter.client()
         workflow_id = review_id(action)
         prefix = f"review:{action.repo}#{action.number}@"
         live = facts.get(
@@ -143,33 +138,21 @@ class ReviewEngine(DBOSConfiguredInstance):
         ):
             if not older.workflow_id.startswith(f"{prefix}{action.head_sha}:"):
                 client.cancel_workflow(older.workflow_id)
-        options: EnqueueOptions = {
-            "workflow_name": REVIEW_WORKFLOW,
-            "queue_name": REVIEW_QUEUE,
-            "workflow_id": workflow_id,
-            "queue_partition_key": action.repo,
-            "app_version": self.version,
-            "class_name": type(self).__qualname__,
-            "instance_name": self.config_name,
-        }
-        client.enqueue(
-            options, installation_id, action.repo, action.number, action.task, action.head_sha
+        return self.starter.enqueue(
+            self,
+            REVIEW_WORKFLOW,
+            REVIEW_QUEUE,
+            workflow_id,
+            installation_id,
+            action.repo,
+            action.number,
+            action.task,
+            action.head_sha,
+            partition=action.repo,
         )
-        return workflow_id
-
-    def _client(self) -> DBOSClient:
-        with self._client_lock:
-            if self._dbos_client is None:
-                self._dbos_client = DBOSClient(
-                    system_database_url=self.system_database_url, application_name="nightshift"
-                )
-            return self._dbos_client
 
     def close(self) -> None:
-        with self._client_lock:
-            if self._dbos_client is not None:
-                self._dbos_client.destroy()
-                self._dbos_client = None
+        self.starter.close()
 
     # the workflow -------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from app.core.actions import (
     Dispatch,
     OpenIssue,
     PauseRepository,
+    PublishReport,
     RecordEscalation,
     RemoveLabel,
     SendToAgent,
@@ -20,9 +21,9 @@ from app.core.actions import (
 )
 from app.core.config import DEFAULT_CONFIG
 from app.core.envelope import Envelope
+from app.core.labels import NEEDS_APPROVAL_LABEL
 from app.core.rules import commands, decide
 from app.core.rules import escalation as escalation_rules
-from app.core.rules.intake import NEEDS_APPROVAL_LABEL
 from app.core.state import Escalation, RepoState
 from app.core.tasks import State as TaskState
 from app.core.tasks import Task
@@ -446,3 +447,15 @@ def test_closing_an_urgent_issue_resolves_its_escalation() -> None:
     assert "resolve_escalation" in [a.kind for a in decision.actions]
     alone = decide(env, RepoState(), DEFAULT_CONFIG).actions  # no escalation: a pass only
     assert [a.kind for a in alone] == ["dispatch"]
+
+
+def test_report_asks_the_report_engine_for_this_comment_once() -> None:
+    env = Envelope.parse("d9", "issue_comment", command_comment("/nightshift report"))
+    decision = decide(env, RepoState(sender_permission="write"), DEFAULT_CONFIG)
+    [report] = [a for a in decision.actions if isinstance(a, PublishReport)]
+    assert report.run_key == "command:d9"
+    assert any(
+        "the report is on its way" in a.body for a in decision.actions if isinstance(a, Comment)
+    )
+    refused = decide(env, RepoState(sender_permission="triage"), DEFAULT_CONFIG)
+    assert not any(isinstance(a, PublishReport) for a in refused.actions)

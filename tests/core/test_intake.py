@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from app.core import labels
 from app.core.actions import (
     Action,
     AddLabels,
@@ -57,7 +58,7 @@ def rejected(*problems: str) -> list[Action]:
     reason = f"intake: {len(problems)} validation rule(s) failed"
     return [
         moved(None, "rejected", "reject", reason),
-        AddLabels(repo=REPO, number=1, labels=(intake.REJECTED_LABEL,), reason=reason),
+        AddLabels(repo=REPO, number=1, labels=(labels.REJECTED_LABEL,), reason=reason),
         Comment(
             repo=REPO,
             number=1,
@@ -74,7 +75,7 @@ QUEUED = [
     AddLabels(
         repo=REPO,
         number=1,
-        labels=(intake.QUEUED_LABEL,),
+        labels=(labels.QUEUED_LABEL,),
         reason="intake: accepted for autonomous work",
     ),
 ]
@@ -114,13 +115,13 @@ BOT = {"login": "copilot-swe-agent[bot]", "type": "Bot"}
             id="every-failure-listed-once",
         ),
         pytest.param(
-            labeled_issue(labels=[{"name": "autonomous"}, {"name": intake.REJECTED_LABEL}]),
+            labeled_issue(labels=[{"name": "autonomous"}, {"name": labels.REJECTED_LABEL}]),
             [
                 ACCEPTED,
                 RemoveLabel(
                     repo=REPO,
                     number=1,
-                    label=intake.REJECTED_LABEL,
+                    label=labels.REJECTED_LABEL,
                     reason="intake: the issue now passes validation",
                 ),
                 *QUEUED[1:],
@@ -161,7 +162,7 @@ def test_opened_without_the_label_does_nothing() -> None:
 
 
 def test_unlabeled_cancels_the_task_and_removes_nightshift_labels() -> None:
-    data = labeled_issue(labels=[{"name": intake.QUEUED_LABEL}])
+    data = labeled_issue(labels=[{"name": labels.QUEUED_LABEL}])
     data["action"] = "unlabeled"
     task = Task(REPO, 1, TaskState.QUEUED)
     assert decided(decide(env(data), RepoState(task=task), DEFAULT_CONFIG).actions) == [
@@ -169,7 +170,7 @@ def test_unlabeled_cancels_the_task_and_removes_nightshift_labels() -> None:
         RemoveLabel(
             repo=REPO,
             number=1,
-            label=intake.QUEUED_LABEL,
+            label=labels.QUEUED_LABEL,
             reason="intake: the `autonomous` label was removed",
         ),
     ]
@@ -261,7 +262,7 @@ def test_destructive_operation_waits_for_approval() -> None:
         AddLabels(
             repo=REPO,
             number=1,
-            labels=(intake.NEEDS_APPROVAL_LABEL,),
+            labels=(labels.NEEDS_APPROVAL_LABEL,),
             reason="intake: destructive operation (drop table) needs approval",
         ),
         Comment(
@@ -275,7 +276,7 @@ def test_destructive_operation_waits_for_approval() -> None:
     # labelled again while still waiting: nothing new
     waiting = labeled_issue(
         body="- [ ] drop table x",
-        labels=[{"name": "autonomous"}, {"name": intake.NEEDS_APPROVAL_LABEL}],
+        labels=[{"name": "autonomous"}, {"name": labels.NEEDS_APPROVAL_LABEL}],
     )
     task = Task(REPO, 1, TaskState.AWAITING_APPROVAL)
     assert decide(env(waiting), RepoState(task=task), DEFAULT_CONFIG).actions == ()
@@ -346,9 +347,9 @@ def test_plan_mode_waits_for_approval_and_asks_for_the_plan() -> None:
     [transition] = [a for a in actions if isinstance(a, Transition)]
     assert transition.to_state == "awaiting_approval"
     assert any(
-        isinstance(a, AddLabels) and a.labels == (intake.NEEDS_APPROVAL_LABEL,) for a in actions
+        isinstance(a, AddLabels) and a.labels == (labels.NEEDS_APPROVAL_LABEL,) for a in actions
     )
     assert [a.reason for a in actions if isinstance(a, Dispatch)] == [
         "intake: approval mode `plan`: the plan waits for `/nightshift approve`: post the plan"
     ]
-    assert not any(isinstance(a, AddLabels) and intake.QUEUED_LABEL in a.labels for a in actions)
+    assert not any(isinstance(a, AddLabels) and labels.QUEUED_LABEL in a.labels for a in actions)

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 import pytest
 
-from app.core import gates
+from app.core import gates, labels
 from app.core.actions import (
     Action,
     AddLabels,
@@ -1039,7 +1039,7 @@ def urgent(kind: str, what: str, listed: str, mentions: str) -> list[Action]:
             body=review.SECURITY_BODY.format(
                 what=what, where=listed, pull=PR, task=TASK, mentions=mentions
             ).strip(),
-            labels=(review.URGENT_LABEL,),
+            labels=(labels.URGENT_LABEL,),
             key=key,
             reason=why,
         ),
@@ -1790,7 +1790,7 @@ def red_main(
                 repo=REPO,
                 title=review.RED_MERGE_TITLE.format(branch="main", pull=PR, checks=names),
                 body=body.strip(),
-                labels=(review.URGENT_LABEL,),
+                labels=(labels.URGENT_LABEL,),
                 key=RED_KEY,
                 reason=why,
             )

@@ -13,6 +13,7 @@ import pytest
 import yaml
 from dbos import DBOS
 
+from app.core import labels
 from app.core import report as core
 from app.effects.github import marker
 from app.effects.records import Records, ReportRun
@@ -65,7 +66,10 @@ class Scene:
     def previous_report(self, number: int = 90) -> None:
         """Report #90, published for the 1st (an issue on GitHub, a row in the store)."""
         issue = self.fake.issue(REPO, number)
-        issue.title, issue.labels = "Autonomous Operation Report — 2026-01-01", [core.REPORT_LABEL]
+        issue.title, issue.labels = (
+            "Autonomous Operation Report — 2026-01-01",
+            [labels.REPORT_LABEL],
+        )
         self.records.record_run(
             ReportRun(
                 repo=REPO,
@@ -125,7 +129,7 @@ def test_the_morning_report_is_published_once_and_the_previous_one_closed(scene:
 
     assert scene.opened() == [f"{REPO}#151:opened:{TITLE}"]
     issue = scene.fake.issues[(REPO, 151)]
-    assert issue.labels == [core.REPORT_LABEL]
+    assert issue.labels == [labels.REPORT_LABEL]
     for section in (
         "## Summary",
         "## Task Status",

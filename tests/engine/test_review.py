@@ -20,7 +20,7 @@ import pytest
 import yaml
 from dbos import DBOS
 
-from app.core import gates
+from app.core import gates, labels
 from app.core import revert as rules_revert
 from app.core.rules import review as rules
 from app.effects.store import NewDelivery
@@ -286,7 +286,7 @@ def test_a_protected_path_fails_gate_one_and_opens_one_urgent_issue(scene: Scene
     assert scene.checks(sha)[SPEC][0] == "failure"
     opened = [e for e in scene.fake.effects if ":opened:" in e]
     assert len(opened) == 1 and "#11" in opened[0]
-    urgent = [i for i in scene.fake.issues.values() if rules.URGENT_LABEL in i.labels]
+    urgent = [i for i in scene.fake.issues.values() if labels.URGENT_LABEL in i.labels]
     assert len(urgent) == 1 and "`.github/workflows/ci.yml`" in urgent[0].body
     # the same head reviewed again (ok-to-test by a maintainer) raises no second issue
     scene.fake.permissions[(REPO, "maintainer")] = "write"
@@ -484,7 +484,7 @@ def test_a_merge_that_turns_main_red_is_reverted_by_a_pull_request_and_escalated
     }
     (commit_sha,) = [k for (r, k) in scene.fake.commits if r == REPO]
     assert by_path["/git/refs"] == {"ref": "refs/heads/nightshift/revert-7", "sha": commit_sha}
-    urgent = [n for (r, n), i in scene.fake.issues.items() if rules.URGENT_LABEL in i.labels]
+    urgent = [n for (r, n), i in scene.fake.issues.items() if labels.URGENT_LABEL in i.labels]
     assert len(urgent) == 1
     issue = scene.fake.issues[(REPO, urgent[0])]
     assert "#7" in issue.body and "`nightshift/revert-7`" in issue.body

@@ -83,3 +83,20 @@ def test_a_heartbeat_is_kept_and_a_refused_one_is_not_logged_with_its_token(
     assert post(store, "/agents/alpha/heartbeat", json={}, headers=refused).status_code == 401
     assert "leaked-guess-123" not in caplog.text
     assert "heartbeat refused" in caplog.text
+
+
+def test_the_roster_as_last_read_is_found_by_repository_and_name(store: Store) -> None:
+    from app.core.roster import parse
+
+    roster = parse(
+        "| Agent | GitHub | Capabilities | Transport | Endpoint | Max tasks | Backup |\n"
+        "|---|---|---|---|---|---|---|\n"
+        "| alpha | alpha-bot | python, docs | webhook | https://a.example/hook | 2 | - |\n"
+    )
+    store.remember_roster("octo/repo", roster.agents)
+    found = store.roster_agent("octo/repo", "alpha")
+    assert found is not None and found.endpoint == "https://a.example/hook"
+    assert found.capabilities == frozenset({"python", "docs"}) and found.max_tasks == 2
+    assert store.roster_agent("octo/other", "alpha") is None
+    store.remember_roster("octo/repo", ())  # the roster lost the agent
+    assert store.roster_agent("octo/repo", "alpha") is None

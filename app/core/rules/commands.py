@@ -26,10 +26,12 @@ from app.core.actions import (
     StartReview,
 )
 from app.core.config import Config
+from app.core.dispatch import withdraw
 from app.core.envelope import Envelope, IssueView, UserView, view
+from app.core.labels import NEEDS_APPROVAL_LABEL, QUEUED_LABEL, REPORT_LABEL, URGENT_LABEL
 from app.core.router import Router
 from app.core.rules import escalation
-from app.core.rules.intake import NEEDS_APPROVAL_LABEL, QUEUED_LABEL, queue, withdraw
+from app.core.rules.intake import queue
 from app.core.state import RepoState
 from app.core.tasks import Event, Task, as_action, move
 from app.core.tasks import State as TaskState
@@ -53,8 +55,6 @@ MAINTAINER_COMMANDS = (
 # for the agent a task is assigned to, on that task's issue
 AGENT_COMMANDS = ("ack", "blocked", "escalate", "done")
 KNOWN = MAINTAINER_COMMANDS + AGENT_COMMANDS
-REPORT_LABEL = "nightshift:report"
-URGENT_LABEL = "nightshift:urgent"
 
 REFUSED = "@{login} only people with write access to this repository can use `/nightshift`."
 NOT_YOUR_TASK = (

@@ -8,13 +8,12 @@ from collections.abc import Sequence
 from app.core.actions import Action, Dispatch, ResolveEscalation
 from app.core.config import Config
 from app.core.envelope import Envelope
+from app.core.labels import URGENT_LABEL
 from app.core.router import Router
 from app.core.state import Escalation, RepoState
 from app.core.tasks import Event, State, Task, as_action, move
 
 router = Router()
-
-URGENT_LABEL = "nightshift:urgent"
 
 
 def concerns(env: Envelope) -> bool:

@@ -7,7 +7,6 @@ from collections.abc import Sequence
 
 import pathspec
 
-from app.core import assignment as messages
 from app.core.actions import (
     Action,
     AddLabels,
@@ -15,21 +14,20 @@ from app.core.actions import (
     Dispatch,
     RecordTask,
     RemoveLabel,
-    SendToAgent,
 )
 from app.core.config import Config
+from app.core.dispatch import withdraw
 from app.core.envelope import Envelope, IssueView, LabelView, view
+from app.core.labels import NEEDS_APPROVAL_LABEL, QUEUED_LABEL, REJECTED_LABEL
 from app.core.markdown import has_acceptance_criteria, words
 from app.core.router import Router
 from app.core.schedule import depends_on
 from app.core.state import RepoState
-from app.core.tasks import Event, Task, as_action, move, path
+from app.core.tasks import Event, as_action, move, path
 from app.core.tasks import State as TaskState
 
 router = Router()
 
-QUEUED_LABEL = "nightshift:queued"
-REJECTED_LABEL = "nightshift:rejected"
 
 REJECTED_COMMENT = (
     "Nightshift can't take this issue for autonomous work yet:\n\n{problems}\n\n"
@@ -49,7 +47,6 @@ PROTECTED = (
     "Make that change by hand, or take the paths out of the issue."
 )
 TOO_BIG = "The issue is labelled `{size}`, above the limit `{limit}`. Split it into smaller issues."
-NEEDS_APPROVAL_LABEL = "nightshift:needs-approval"
 NEEDS_APPROVAL_COMMENT = (
     "This issue mentions a destructive operation ({found}). "
     "An agent will take it only after someone with write access comments "
@@ -251,20 +248,6 @@ HELD = frozenset(
         TaskState.PAUSED,
     }
 )
-
-
-def withdraw(repo: str, task: Task, why: str, reason: str) -> SendToAgent:
-    """Tell the task's agent to stop: `why` says what happened."""
-    assert task.agent_name is not None
-    message = messages.withdrawal(repo=repo, number=task.number, agent=task.agent_name, reason=why)
-    return SendToAgent(
-        repo=repo,
-        number=task.number,
-        agent=task.agent_name,
-        message=message.model_dump(mode="json"),
-        key=f"withdraw:{repo}#{task.number}:{task.assignment}",
-        reason=reason,
-    )
 
 
 @router.on("issues", "edited")

@@ -37,6 +37,7 @@ from app.core.actions import (
 from app.core.config import Config
 from app.core.envelope import Envelope, PullView, view
 from app.core.gates import GateResult, MergeDecision, Verdict
+from app.core.labels import URGENT_LABEL
 from app.core.linking import linked_issue
 from app.core.review_facts import CheckResult
 from app.core.router import Router
@@ -466,7 +467,6 @@ WAITING_COMMENT = (
     "#{pull} comes from {who}: its code does not run until someone with write access "
     "comments `/nightshift ok-to-test` (gate 1 ran; gate 2 waits)."
 )
-URGENT_LABEL = "nightshift:urgent"
 ESCALATION_PLACES = 20  # places listed in one urgent issue
 REVIEW_BODY_CHARS = 60_000  # GitHub takes 65,536; room for the mention and the marker
 REVIEW_FAILED = "Nightshift could not finish the review"
