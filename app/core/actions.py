@@ -128,6 +128,20 @@ class RecordWaiting(_Action):
         return f"{self.repo}#{self.number}:waiting"
 
 
+class RecordLevel(_Action):
+    """Remember the escalation level a block reached (1 peer or backup, 2 lead, 3 immediate),
+    so each level acts once. `since` is the block's start the decision saw: a new block of
+    the same task starts again from 0."""
+
+    kind: Literal["record_level"] = "record_level"
+    number: int
+    level: int
+    since: float
+
+    def describe(self) -> str:
+        return f"{self.repo}#{self.number}:level:{self.level}"
+
+
 class MarkAgent(_Action):
     """Record what Nightshift concluded about an agent: offline (heartbeats stopped) or
     online again; `repo` is the repository whose pass concluded it."""
@@ -365,6 +379,21 @@ class CountFixRound(_Action):
         return f"{self.repo}#{self.number}:fix-round@{self.head_sha[:7]}"
 
 
+class RecordTests(_Action):
+    """The tests passed and failed that the review of a head read from its test report
+    (`review.tests_report`), for the morning report. None: the report was missing or
+    unreadable, so the counts of an earlier head are not shown as this one's."""
+
+    kind: Literal["record_tests"] = "record_tests"
+    number: int
+    head_sha: str
+    passed: int | None
+    failed: int | None
+
+    def describe(self) -> str:
+        return f"{self.repo}#{self.number}:tests@{self.head_sha[:7]}:{self.passed}/{self.failed}"
+
+
 class CountCiRetry(_Action):
     """One more CI re-run for a head commit."""
 
@@ -385,6 +414,10 @@ class RecordEscalation(_Action):
     category: str  # security, conflict, fix-rounds, ci, ...
     summary: str
     key: str
+    # deferred ones, for the report's decisions: what was done while the decision waits,
+    # and whether that can be undone
+    meanwhile: str | None = None
+    reversible: bool | None = None
 
     def describe(self) -> str:
         return f"{self.repo}#{self.number or '-'}:escalation:{self.level}:{self.category}"
@@ -433,6 +466,7 @@ StoreAction = (
     | AllowTests
     | RecordPull
     | CountFixRound
+    | RecordTests
     | CountCiRetry
     | RecordEscalation
     | RecordTask
@@ -441,6 +475,7 @@ StoreAction = (
     | PauseRepository
     | ClearExclusions
     | ResolveEscalation
+    | RecordLevel
 )
 EngineAction = StartReview | Dispatch | PublishReport
 AgentAction = SendToAgent

@@ -44,6 +44,7 @@ GLOBS_SHOWN = 20
 SUBJECT_TASK = "AUTONOMOUS: {title} {task_id}"
 SUBJECT_WITHDRAWN = "WITHDRAWN: {task_id}"
 SUBJECT_FIX = "FIX: {task_id} (pull request #{pr})"
+SUBJECT_HELP = "HELP: {task_id} is blocked"
 
 ON_BLOCKED = (
     "Comment `/nightshift blocked <reason>` on the issue, then move on to your next task: "
@@ -138,6 +139,15 @@ MD_CUT = "… (cut to fit in a comment: the full text is the issue's description
 MD_CRITERIA_LEFT_OUT = "- … {count} more: see the issue"
 MD_WITHDRAWN_LEAD = "**Nightshift withdraws task {task_id} from {agent}.**"
 MD_FIX_LEAD = "**Nightshift asks {agent} for changes to pull request #{pr} ({task_id}).**"
+MD_TAKEN_OVER = "### Taken over"
+MD_HELP_LEAD = (
+    "**Nightshift asks {agent}, as the lead, to look at blocked task {task_id}** ({url})."
+)
+HELP_INSTRUCTIONS = (
+    "{task_id} has been blocked for {duration}: {why}. Decide how it goes on: unblock the "
+    "agent (answer on the issue), change the issue, or tell a maintainer. After {left} more "
+    "an urgent issue alerts the maintainers."
+)
 
 
 # -- the message ------------------------------------------------------------------------------
@@ -185,6 +195,8 @@ class TaskContent(_Model):
     labels: tuple[str, ...]
     acknowledge: Acknowledge
     heartbeat: Heartbeat | None = None
+    # set when the task comes from another agent whose work on it was blocked too long
+    taken_over: str | None = None
 
 
 class WithdrawnContent(_Model):
@@ -203,7 +215,19 @@ class FixContent(_Model):
     instructions: str
 
 
-Content = Annotated[TaskContent | WithdrawnContent | FixContent, Field(discriminator="type")]
+class HelpContent(_Model):
+    """The escalation path's level 2: the lead is asked to look at a blocked task."""
+
+    type: Literal["help"] = "help"
+    task_id: str
+    repository: str
+    issue_url: str
+    instructions: str
+
+
+Content = Annotated[
+    TaskContent | WithdrawnContent | FixContent | HelpContent, Field(discriminator="type")
+]
 
 
 class Message(_Model):
@@ -290,6 +314,7 @@ def assignment(
     next_task: int | None,
     heartbeat_url: str | None,
     ack_timeout_minutes: float,
+    taken_over: str | None = None,
 ) -> Message:
     """The task message: issue `number` of `repo` goes to `agent`, to be done on `branch`."""
     tid = task_id(repo, number)
@@ -334,6 +359,7 @@ def assignment(
                     how=HEARTBEAT_HOW.format(task_id=tid),
                 )
             ),
+            taken_over=None if taken_over is None else _line(taken_over, 1000),
         ),
     )
 
@@ -376,6 +402,33 @@ def fix_request(
     )
 
 
+def help_request(
+    *,
+    repo: str,
+    number: int,
+    lead: str,
+    issue_url: str,
+    duration: str,
+    why: str,
+    left: str,
+) -> Message:
+    """Ask the lead (a roster agent) to look at task `number`, blocked for `duration`."""
+    tid = task_id(repo, number)
+    return Message(
+        to=lead,
+        subject=SUBJECT_HELP.format(task_id=tid),
+        priority="high",
+        content=HelpContent(
+            task_id=tid,
+            repository=repo,
+            issue_url=issue_url,
+            instructions=HELP_INSTRUCTIONS.format(
+                task_id=tid, duration=duration, why=_line(why, 500), left=left
+            ),
+        ),
+    )
+
+
 # -- markdown ---------------------------------------------------------------------------------
 
 
@@ -385,6 +438,11 @@ def as_markdown(message: Message) -> str:
     if isinstance(content, WithdrawnContent):
         lead = MD_WITHDRAWN_LEAD.format(task_id=code(content.task_id), agent=plain(message.to))
         return f"{lead}\n\n{plain(content.instructions, 1000)}"
+    if isinstance(content, HelpContent):
+        lead = MD_HELP_LEAD.format(
+            agent=plain(message.to), task_id=code(content.task_id), url=code(content.issue_url, 500)
+        )
+        return f"{lead}\n\n{plain(content.instructions, 1500)}"
     if isinstance(content, FixContent):
         lead = MD_FIX_LEAD.format(
             agent=plain(message.to), pr=content.pull_request, task_id=code(content.task_id)
@@ -429,6 +487,8 @@ def _render_task(
     ]
     if cut:
         parts.append(MD_CUT.format(url=code(content.issue_url, 500)))
+    if content.taken_over is not None:
+        parts[2:2] = [MD_TAKEN_OVER, plain(content.taken_over, 1000)]
     parts.append(MD_CRITERIA)
     if content.completion_criteria:
         items = "\n".join(f"- [ ] {_line(c, CRITERION_CHARS)}" for c in criteria)

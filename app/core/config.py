@@ -16,7 +16,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import pathspec
 import yaml
 from croniter import croniter  # type: ignore[import-untyped]
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 CONFIG_PATH = ".github/nightshift.yml"
 EXTENDS_KEY = "_extends"
@@ -174,6 +182,12 @@ class Review(_Model):
         default_factory=list, description="run in the sandbox, in order (tests, linters)"
     )
     coverage: Coverage = Field(default_factory=Coverage)
+    tests_report: Annotated[str | None, AfterValidator(_relative_path)] = Field(
+        default=None,
+        description="path in the worktree of a JUnit XML report the commands write (pytest "
+        "`--junitxml`, jest-junit, go-junit-report, Maven Surefire): its passed and failed "
+        "tests are shown and failing ones named; none: not read",
+    )
     require_tests: bool = Field(
         default=True, description="a change to code (code_paths) must also change tests"
     )
@@ -236,6 +250,34 @@ class Report(_Model):
     )
 
 
+class EscalationLevels(_Model):
+    """How long a task may stay blocked before the escalation path's next level (the
+    matrix of the seed: a peer after 30 minutes, the lead after 2 hours, a human at once
+    after 4 hours)."""
+
+    peer_minutes: float = Field(
+        default=30, gt=0, description="blocked this long: the task goes to a peer or its backup"
+    )
+    lead_minutes: float = Field(default=120, gt=0, description="then: the lead is asked")
+    immediate_minutes: float = Field(
+        default=240, gt=0, description="then: an immediate escalation (an urgent issue)"
+    )
+    lead: str | None = Field(
+        default=None,
+        min_length=1,
+        description="a roster agent's name (told through its transport) or a GitHub login",
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> EscalationLevels:
+        if not self.peer_minutes < self.lead_minutes < self.immediate_minutes:
+            raise ValueError(
+                "peer_minutes < lead_minutes < immediate_minutes must hold "
+                f"(got {self.peer_minutes:g}, {self.lead_minutes:g}, {self.immediate_minutes:g})"
+            )
+        return self
+
+
 class Config(_Model):
     """What a repository can configure; every key has a default."""
 
@@ -279,6 +321,7 @@ class Config(_Model):
     max_size: str | None = Field(default="size:L", description="larger size labels are rejected")
     roster_path: str = "AGENT_ROSTER.md"
     escalation: Literal["all", "security-only"] = "all"
+    escalation_levels: EscalationLevels = Field(default_factory=EscalationLevels)
     maintainers: list[str] = Field(default_factory=list, description="logins to mention")
     project: Project = Field(default_factory=Project)
     review: Review = Field(default_factory=Review)

@@ -13,7 +13,11 @@ everything that is due now, in this order:
 4. ready tasks go to agents (app.core.schedule), each with its assignment message, a
    project card move and an acknowledgement deadline;
 5. a task that must wait says why on its issue, once per reason;
-6. every agent offline while work waits: one urgent escalation issue.
+6. every agent offline while work waits: one urgent escalation issue;
+7. a task blocked too long climbs the escalation path (the seed's matrix): past
+   `escalation_levels.peer_minutes` it goes to its agent's backup or a peer, past
+   `lead_minutes` the lead is asked, past `immediate_minutes` it is an immediate escalation;
+   a durable timer runs a pass at the next threshold.
 
 Pure: the facts carry the time (`now`); the effects layer gathers them and runs the actions.
 """
@@ -35,14 +39,17 @@ from app.core.actions import (
     MarkAgent,
     OpenIssue,
     RecordEscalation,
+    RecordLevel,
     RecordWaiting,
     RemoveLabel,
     SendToAgent,
+    Transition,
 )
 from app.core.cards import with_cards
 from app.core.config import Config
 from app.core.labels import QUEUED_LABEL, URGENT_LABEL
 from app.core.linking import branch_for
+from app.core.report import plain_reason, safe
 from app.core.roster import Agent, Roster
 from app.core.schedule import (
     IN_CYCLE,
@@ -58,8 +65,6 @@ from app.core.tasks import Event, Move, State, Task, as_action, move, path
 
 # how long an agent whose transport failed is left alone before it is tried again
 UNREACHABLE_COOLDOWN_SECONDS = 15 * 60
-# the states in which a task holds a place in its agent's load
-HOLDING = frozenset({State.ASSIGNED, State.IN_PROGRESS, State.IN_REVIEW, State.CHANGES_REQUESTED})
 
 WAITING_COMMENT = "Queued, not assigned yet: {why}."
 ASSIGNED_COMMENT = (
@@ -85,6 +90,40 @@ PLAN_COMMENT = """\
 Someone with write access starts it with `/nightshift approve`."""
 PLAN_POSTED = "plan posted"
 UNBLOCKED_COMMENT = "The dependency cycle is gone: back in the queue."
+HANDED_OVER_COMMENT = (
+    "Blocked for {duration} with **{agent}** ({why}). Escalation level 1: the task goes to "
+    "**{peer}**, {relation}, on the branch {branch}.{pull}"
+)
+HANDED_OVER_PULL = (
+    " A pull request {agent} opened stays as it is: Nightshift reviews and merges only "
+    "pull requests of the task's agent."
+)
+NO_PEER_COMMENT = (
+    "Blocked for {duration} ({why}). Escalation level 1: no peer or backup agent can take "
+    "it now ({reason}). Next: the lead after {lead}."
+)
+LEAD_COMMENT = (
+    "Blocked for {duration} ({why}). Escalation level 2: {ask} After {immediate} of being "
+    "blocked it becomes an urgent issue for the maintainers."
+)
+ASK_LEAD = "{lead}, please decide how this task goes on."
+NO_LEAD = "no lead is configured (`escalation_levels.lead`) to ask."
+BLOCKED_TITLE = "Nightshift: #{number} blocked for {duration}"
+BLOCKED_BODY = (
+    "**Risk**: task #{number} ({title}) has been blocked for {duration} and nobody unblocked "
+    "it: {why}.\n"
+    "**Blocking**: yes: #{number} makes no progress{dependents}.\n"
+    "**Action required**: unblock it (answer the agent, resolve the conflict, change the "
+    "issue) or cancel it (remove the `{label}` label). Closing this issue, or "
+    "`/nightshift resolve` on it, says the matter is handled and lets #{number} go back to "
+    "where it was.\n"
+    "{peer}\n"
+    "{mentions}"
+)
+BLOCKED_MEANWHILE = (
+    "#{number} stays blocked (since {since}); its agent went on with other work; "
+    "nothing was merged for it"
+)
 ALL_OFFLINE_TITLE = "Nightshift: every agent is offline"
 ALL_OFFLINE_BODY = """\
 **Risk**: infrastructure failure: no agent in `{roster}` can take work.
@@ -387,6 +426,11 @@ def decide(facts: DispatchFacts, config: Config) -> list[Action]:
 
     actions += _plans(facts, config, agents, alive, load, planned.assignments)
     actions += _heartbeat_deadlines(facts, config, lost)
+    unblocked = {f.task.number for f in cycle_blocked if f.task.number not in in_cycle}
+    actions += _levels(facts, config, agents, alive, load, unblocked)
+    for number in sorted(n for n in in_cycle if n not in {f.task.number for f in cycle_blocked}):
+        # blocked by this pass: the pass at the first threshold climbs the path
+        actions.append(_level_timer(facts, number, facts.now, 1, config))
     if agents and not alive and waiting_all and not facts.all_offline_open:
         actions += _all_offline(facts, config, agents, sorted(waiting_all))
     return with_cards(actions, config)
@@ -504,6 +548,10 @@ def _assign(
     step: Move | None,
     reason: str,
     others: Sequence[TaskFacts],
+    *,
+    event: Event = Event.ASSIGN,
+    branch: str | None = None,
+    taken_over: str | None = None,
 ) -> list[Action]:
     assert step is not None
     repo, task = facts.repo, facts_of.task
@@ -520,20 +568,21 @@ def _assign(
         agent=agent,
         config=config,
         issue_url=f"{facts.web_url}/{repo}/issues/{number}",
-        branch=branch_for(number, facts_of.title),
+        branch=branch or branch_for(number, facts_of.title),
         priority=_priority(facts_of.labels, config),
         next_task=_next_task(facts_of, agent, others, config),
         heartbeat_url=(
             facts.heartbeat_url.format(agent=agent.name) if facts.heartbeat_url else None
         ),
         ack_timeout_minutes=minutes,
+        taken_over=taken_over,
     )
     actions: list[Action] = [
         as_action(
             repo,
             number,
             step,
-            Event.ASSIGN,
+            event,
             reason,
             agent=agent.github,
             agent_name=agent.name,
@@ -589,6 +638,323 @@ def _assign(
         ),
     ]
     return actions
+
+
+def _levels(
+    facts: DispatchFacts,
+    config: Config,
+    agents: Sequence[Agent],
+    alive: set[str],
+    load: dict[str, int],
+    skip: set[int],
+) -> list[Action]:
+    """The escalation path of every task blocked too long (the module docstring's step 7).
+
+    Each level acts once per block (`RecordLevel`, compared with the block's start); a pass
+    that comes late (after a restart, say) climbs every level passed since, except that a
+    hand-over ends the block, and with it the path.
+    """
+    actions: list[Action] = []
+    for facts_of in facts.tasks:
+        task = facts_of.task
+        since = facts_of.state_since
+        if task.state is not State.BLOCKED or task.number in skip or since is None:
+            continue
+        reached = sum(1 for minutes in _thresholds(config) if facts.now >= since + minutes * 60)
+        handed = False
+        for level in range(facts_of.level + 1, reached + 1):
+            climbed = _climb(facts, config, facts_of, level, agents, alive, load)
+            actions += climbed
+            if any(isinstance(a, Transition) for a in climbed):
+                handed = True
+                break
+        if not handed and reached < len(_thresholds(config)):
+            actions.append(_level_timer(facts, task.number, since, reached + 1, config))
+    return actions
+
+
+def _thresholds(config: Config) -> tuple[float, float, float]:
+    levels = config.escalation_levels
+    return (levels.peer_minutes, levels.lead_minutes, levels.immediate_minutes)
+
+
+def _level_timer(
+    facts: DispatchFacts, number: int, since: float, level: int, config: Config
+) -> Dispatch:
+    """A durable timer for the moment a block reaches `level`: a pass runs then."""
+    at = since + _thresholds(config)[level - 1] * 60
+    return Dispatch(
+        repo=facts.repo,
+        cause=f"level:{number}:{since:.0f}:{level}",
+        delay_seconds=max(1.0, at - facts.now + 1.0),
+        reason=f"dispatch: #{number} reaches escalation level {level} if still blocked then",
+    )
+
+
+def _climb(
+    facts: DispatchFacts,
+    config: Config,
+    facts_of: TaskFacts,
+    level: int,
+    agents: Sequence[Agent],
+    alive: set[str],
+    load: dict[str, int],
+) -> list[Action]:
+    """What reaching `level` does for this blocked task."""
+    repo, task = facts.repo, facts_of.task
+    number = task.number
+    since = facts_of.state_since or facts.now
+    duration = estimates.format_duration(facts.now - since)
+    why = _block_reason(facts_of)
+    key = f"{repo}#{number}:{since:.0f}"
+    reason = f"dispatch: #{number} blocked for {duration}: escalation level {level}"
+    record = RecordLevel(repo=repo, number=number, level=level, since=since, reason=reason)
+    levels = config.escalation_levels
+    if level == 1:
+        peer = _peer(facts, config, facts_of, agents, alive, load)
+        step = move(task, Event.HAND_OVER)
+        if isinstance(peer, tuple) and step is not None:
+            return _hand_over(facts, config, facts_of, peer, step, load, (duration, why, reason))
+        if task.agent_name is None:
+            return [record]  # nobody held it (a dependency cycle): no peer can help
+        return [
+            record,
+            _comment(
+                repo,
+                number,
+                NO_PEER_COMMENT.format(
+                    duration=duration,
+                    why=why,
+                    reason=peer if isinstance(peer, str) else "it cannot be handed over",
+                    lead=estimates.format_duration(levels.lead_minutes * 60),
+                ),
+                f"level1:{key}",
+                reason,
+            ),
+        ]
+    if level == 2:
+        by_name = {a.name: a for a in agents}
+        lead = by_name.get(levels.lead or "")
+        if lead is not None:
+            ask = ASK_LEAD.format(lead=f"@{lead.github}" if lead.github else f"**{lead.name}**")
+        elif levels.lead:
+            ask = ASK_LEAD.format(lead=f"@{levels.lead.removeprefix('@')}")
+        else:
+            ask = NO_LEAD
+        until = since + levels.immediate_minutes * 60
+        left = estimates.format_duration(max(0.0, until - facts.now))
+        actions: list[Action] = [
+            record,
+            _comment(
+                repo,
+                number,
+                LEAD_COMMENT.format(
+                    duration=duration,
+                    why=why,
+                    ask=ask,
+                    immediate=estimates.format_duration(levels.immediate_minutes * 60),
+                ),
+                f"level2:{key}",
+                reason,
+            ),
+        ]
+        if lead is not None and lead.transport != "github":
+            message = messages.help_request(
+                repo=repo,
+                number=number,
+                lead=lead.name,
+                issue_url=f"{facts.web_url}/{repo}/issues/{number}",
+                duration=duration,
+                why=why,
+                left=left,
+            )
+            actions.append(
+                SendToAgent(
+                    repo=repo,
+                    number=number,
+                    agent=lead.name,
+                    message=_json(message),
+                    key=f"help:{key}",
+                    reason=reason,
+                )
+            )
+        return actions
+    return [record, *_blocked_escalation(facts, config, facts_of, duration, why, reason)]
+
+
+def _block_reason(facts_of: TaskFacts) -> str:
+    """Why the task is blocked, as recorded (without the rule's name), else what it waits
+    for; inert markdown (an agent's words are in it)."""
+    return safe(plain_reason(facts_of.blocked_why or facts_of.waiting or "no reason recorded"), 300)
+
+
+def _peer(
+    facts: DispatchFacts,
+    config: Config,
+    facts_of: TaskFacts,
+    agents: Sequence[Agent],
+    alive: set[str],
+    load: Mapping[str, int],
+) -> tuple[Agent, str] | str:
+    """The agent a blocked task goes to at level 1 and how it relates to the task's agent
+    (its backup first, else the scheduler's choice among the others), or why there is none."""
+    holder = facts_of.task.agent_name
+    if holder is None:
+        return "nobody held it"
+    by_name = {a.name: a for a in agents}
+    excluded = facts_of.excluded | {holder}
+    needs = capabilities_for(facts_of.labels, config.capabilities)
+    current = by_name.get(holder)
+    backup = by_name.get(current.backup) if current is not None and current.backup else None
+    if (
+        backup is not None
+        and backup.name in alive
+        and backup.name not in excluded
+        and needs <= backup.capabilities
+        and load.get(backup.name, 0) < backup.max_tasks
+    ):
+        return backup, f"the backup of {holder}"
+    info = replace(_task_info(facts_of, config), depends_on=frozenset(), excluded=excluded)
+    chosen = plan([info], _pool(agents, load, alive, facts.records))
+    if chosen.assignments:
+        return by_name[chosen.assignments[0][1]], "a peer"
+    return chosen.waiting.get(facts_of.task.number, "no agent qualifies")
+
+
+def _hand_over(
+    facts: DispatchFacts,
+    config: Config,
+    facts_of: TaskFacts,
+    peer: tuple[Agent, str],
+    step: Move,
+    load: dict[str, int],
+    texts: tuple[str, str, str],
+) -> list[Action]:
+    """Level 1: the blocked task leaves its agent (who is told) for `peer`, on a branch of
+    its own (the blocked agent's branch and pull request stay as they are)."""
+    repo, task = facts.repo, facts_of.task
+    agent, relation = peer
+    duration, why, reason = texts
+    holder = task.agent_name or "its agent"
+    branch = f"{branch_for(task.number, facts_of.title)}-take-{task.assignment + 1}"
+    load[agent.name] = load.get(agent.name, 0) + 1
+    if holder in load:
+        load[holder] = max(0, load[holder] - 1)
+    actions: list[Action] = []
+    if task.agent_name is not None and reachable(facts.statuses.get(holder), facts.now):
+        actions.append(
+            withdraw(
+                repo,
+                task,
+                f"the task was blocked for {duration}; it goes to {agent.name}",
+                f"dispatch: tell {holder} the blocked task goes to {agent.name}",
+            )
+        )
+    held_pull = task.previous[-1:] in ((State.IN_REVIEW,), (State.CHANGES_REQUESTED,))
+    actions.append(
+        _comment(
+            repo,
+            task.number,
+            HANDED_OVER_COMMENT.format(
+                duration=duration,
+                agent=holder,
+                why=why,
+                peer=agent.name,
+                relation=relation,
+                branch=f"`{branch}`",
+                pull=HANDED_OVER_PULL.format(agent=holder) if held_pull else "",
+            ),
+            f"level1:{repo}#{task.number}:{task.assignment}",
+            reason,
+        )
+    )
+    context = (
+        f"{holder} was blocked on this task for {duration} ({why}). Start from the issue; "
+        f"work on the branch {branch}, not on {holder}'s."
+    )
+    actions += _assign(
+        facts,
+        config,
+        facts_of,
+        agent,
+        step,
+        f"{reason}: to {agent.name}, {relation}",
+        (),
+        event=Event.HAND_OVER,
+        branch=branch,
+        taken_over=context,
+    )
+    return actions
+
+
+def _blocked_escalation(
+    facts: DispatchFacts,
+    config: Config,
+    facts_of: TaskFacts,
+    duration: str,
+    why: str,
+    reason: str,
+) -> list[Action]:
+    """Level 3: an immediate escalation (one urgent issue per block), or under
+    `escalation: security-only` a deferred one for the report."""
+    repo, number = facts.repo, facts_of.task.number
+    since = facts_of.state_since or facts.now
+    key = f"blocked:{repo}#{number}:{since:.0f}"
+    summary = f"#{number} blocked for {duration}: {why}"
+    dependents = sorted(f.task.number for f in facts.tasks if number in f.depends_on)
+    if config.escalation == "security-only":
+        return [
+            RecordEscalation(
+                repo=repo,
+                number=number,
+                level="deferred",
+                category="blocked",
+                summary=summary,
+                key=key,
+                meanwhile=BLOCKED_MEANWHILE.format(number=number, since=_clock(since)),
+                reversible=True,
+                reason=f"{reason} (escalation: security-only)",
+            )
+        ]
+    mentions = " ".join(f"@{login}" for login in config.maintainers)
+    lead = config.escalation_levels.lead
+    body = BLOCKED_BODY.format(
+        number=number,
+        title=safe(facts_of.title, 120),
+        duration=duration,
+        why=why,
+        dependents=(
+            f", nor do the tasks waiting for it ({', '.join(f'#{n}' for n in dependents[:20])})"
+            if dependents
+            else ""
+        ),
+        label=config.trigger_label,
+        peer=(
+            f"Asked before: a peer or backup agent (level 1), then the lead `{lead}` (level 2)."
+            if lead
+            else "Asked before: a peer or backup agent (level 1); no lead is configured."
+        ),
+        mentions=mentions,
+    )
+    return [
+        RecordEscalation(
+            repo=repo,
+            number=number,
+            level="immediate",
+            category="blocked",
+            summary=summary,
+            key=key,
+            reason=reason,
+        ),
+        OpenIssue(
+            repo=repo,
+            title=BLOCKED_TITLE.format(number=number, duration=duration),
+            body=body.rstrip() + "\n",
+            labels=(URGENT_LABEL,),
+            key=key,
+            reason=reason,
+        ),
+    ]
 
 
 def withdraw(repo: str, task: Task, why: str, reason: str) -> SendToAgent:
@@ -776,6 +1142,11 @@ def _all_offline(
                 category="infrastructure",
                 summary="every agent is offline; nothing can be assigned",
                 key=key,
+                meanwhile=(
+                    f"{len(waiting)} task(s) wait in the queue; each is assigned as soon as "
+                    "an agent sends heartbeats again"
+                ),
+                reversible=True,
                 reason=f"{reason} (escalation: security-only)",
             )
         ]

@@ -56,6 +56,7 @@ Rule = Literal[
     "coverage",
     "secret",
     "tests",
+    "test-report",
 ]
 EscalationKind = Literal["protected-path", "secret"]
 VerdictKind = Literal["merge", "fix", "blocked", "wait"]
@@ -72,6 +73,9 @@ SCOPE_GLOBS_MAX = 100  # globs read from an issue's Scope section
 SCOPE_GLOB_CHARS = 200
 LISTED_MAX = 50  # findings listed per gate in the fix instructions
 COVERAGE_REPORT_MAX_BYTES = 32 * 1024 * 1024
+TESTS_REPORT_MAX_BYTES = 32 * 1024 * 1024
+FAILING_TESTS_LISTED = 20  # failing tests named in the finding
+TEST_NAME_CHARS = 200
 JUDGE_FINDINGS_MAX = 100
 JUDGE_TITLE_CHARS = 1000
 JUDGE_BODY_CHARS = 64 * 1024
@@ -105,6 +109,7 @@ RULE_TITLES: dict[Rule, str] = {
     "coverage": "Coverage",
     "secret": "Likely secret",
     "tests": "No tests",
+    "test-report": "Failing tests",
 }
 
 # Gate 1: spec compliance.
@@ -165,6 +170,11 @@ LEAKED_CREDENTIAL = (
     "A likely secret ({kind}) is added here: remove it from the branch's history; it has "
     "to be rotated. A maintainer has been told."
 )
+TESTS_COUNTED = "Tests: {passed} passed, {failed} failed."
+TESTS_FAILED = "{count} test{s} failed in the test report {path}: {names}."
+TESTS_MORE = "{names} and {count} more"
+TESTS_REPORT_MISSING = "The commands wrote no test report at {path}."
+TESTS_REPORT_UNREADABLE = "The test report {path} could not be read: {reason}."
 NO_TESTS = "The PR changes code ({paths}) but no tests: add or change tests ({tests})."
 QUALITY_PASSED = "Required checks, commands, coverage and the secret scan passed on {sha}."
 WAITING = (
@@ -241,6 +251,16 @@ class Escalation:
 
 
 @dataclass(frozen=True)
+class JUnitResult:
+    """What a JUnit XML test report says: tests passed and failed (skipped ones are
+    neither), and the names of the first failing ones (capped, not yet quoted)."""
+
+    passed: int
+    failed: int
+    failing: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class GateResult:
     gate: Gate
     outcome: Outcome
@@ -248,6 +268,7 @@ class GateResult:
     findings: tuple[Finding, ...] = ()
     logs: tuple[CommandLog, ...] = ()
     escalations: tuple[Escalation, ...] = ()
+    tests: JUnitResult | None = None  # gate 2's test report (`review.tests_report`), if read
 
     @property
     def failures(self) -> tuple[Finding, ...]:
@@ -279,6 +300,10 @@ class MergeDecision:
 
 class CoverageError(ValueError):
     """A coverage report that could not be read; the message says why, never quotes it."""
+
+
+class JUnitError(ValueError):
+    """A test report that could not be read; the message says why, never quotes it."""
 
 
 # --- quoting untrusted text -------------------------------------------------------------
@@ -357,6 +382,7 @@ def _result(
     findings: Sequence[Finding],
     logs: Sequence[CommandLog] = (),
     escalations: Sequence[Escalation] = (),
+    tests: JUnitResult | None = None,
 ) -> GateResult:
     failed = any(f.level == "failure" for f in findings)
     return GateResult(
@@ -366,6 +392,7 @@ def _result(
         findings=tuple(findings),
         logs=tuple(logs),
         escalations=tuple(escalations),
+        tests=tests,
     )
 
 
@@ -735,6 +762,79 @@ def coverage_findings(config: Config, report: bytes | None) -> list[Finding]:
     return [Finding("coverage", COVERAGE_IS.format(percent=percent), level="notice")]
 
 
+def junit_results(content: bytes) -> JUnitResult:
+    """The passed and failed tests of a JUnit XML report, and the first failing tests' names.
+
+    Both shapes the tools write: `<testsuites>` around suites (pytest, jest-junit,
+    go-junit-report) or a single `<testsuite>` (Maven Surefire); suites may nest. Counted
+    from the `testcase` elements, not from the suites' totals, which tools fill unevenly: a
+    case with a `failure` or `error` failed, one `skipped` counts as neither, any other
+    passed (Surefire's `flakyFailure` is a pass after a re-run). PR code writes the report:
+    read with defusedxml, and an error never quotes it. Raises JUnitError saying why not.
+    """
+    if len(content) > TESTS_REPORT_MAX_BYTES:
+        raise JUnitError(f"larger than {TESTS_REPORT_MAX_BYTES // 2**20} MiB")
+    if not content.strip():
+        raise JUnitError("the file is empty")
+    try:
+        root = fromstring(content)
+    except DefusedXmlException:
+        raise JUnitError("XML entity declarations are refused") from None
+    except ParseError:
+        raise JUnitError("not well-formed XML") from None
+    if root.tag not in ("testsuites", "testsuite"):
+        raise JUnitError("not a JUnit report (its root is neither `testsuites` nor `testsuite`)")
+    passed = failed = 0
+    failing: list[str] = []
+    for case in root.iter("testcase"):
+        ended = {child.tag for child in case}
+        if ended & {"failure", "error"}:
+            failed += 1
+            if len(failing) < FAILING_TESTS_LISTED:
+                failing.append(_test_name(case.get("classname"), case.get("name")))
+        elif "skipped" not in ended:
+            passed += 1
+    return JUnitResult(passed, failed, tuple(failing))
+
+
+def _test_name(classname: str | None, name: str | None) -> str:
+    """`classname.name` as most tools show it; jest-junit repeats the suite in both."""
+    suite, case = " ".join((classname or "").split()), " ".join((name or "").split())
+    if suite and not case.startswith(suite):
+        case = f"{suite}.{case}" if case else suite
+    return clip(case or "(no name)", TEST_NAME_CHARS)
+
+
+def tests_report_findings(
+    config: Config, report: bytes | None
+) -> tuple[JUnitResult | None, list[Finding]]:
+    """The test report's counts, and its findings: failing tests fail the gate and are
+    named. A report missing or unreadable only warns, without counts: the commands' exit
+    codes already judge the tests, and a broken report must not hide or fake a result."""
+    configured = config.review.tests_report
+    if configured is None:
+        return None, []
+    path = code(configured)
+    if report is None:
+        return None, [
+            Finding("test-report", TESTS_REPORT_MISSING.format(path=path), level="warning")
+        ]
+    try:
+        results = junit_results(report)
+    except JUnitError as exc:
+        message = TESTS_REPORT_UNREADABLE.format(path=path, reason=str(exc))
+        return None, [Finding("test-report", message, level="warning")]
+    if not results.failed:
+        return results, []
+    names = ", ".join(code(name, TEST_NAME_CHARS) for name in results.failing)
+    if results.failed > len(results.failing):
+        names = TESTS_MORE.format(names=names, count=results.failed - len(results.failing))
+    message = TESTS_FAILED.format(
+        count=results.failed, s="" if results.failed == 1 else "s", path=path, names=names
+    )
+    return results, [Finding("test-report", message)]
+
+
 def secret_findings(secrets: Sequence[SecretFinding]) -> tuple[list[Finding], list[Escalation]]:
     """A failing finding and an escalation for each likely secret: where and what kind."""
     findings: list[Finding] = []
@@ -785,15 +885,17 @@ def quality_gate(
     checks: Sequence[CheckResult] = (),
     runs: Sequence[CommandRun] | str = (),
     coverage_report: bytes | None = None,
+    tests_report: bytes | None = None,
     secrets: Sequence[SecretFinding] = (),
     awaiting_ok_to_test: bool = False,
 ) -> GateResult:
     """Gate 2: required checks, the sandbox's commands, coverage, secrets, tests.
 
     `runs` is a reason string when the sandbox was unavailable: the gate fails, saying PR
-    code was not run and why. `coverage_report` is the report's content (None: not
-    written). With `awaiting_ok_to_test` PR code has not run and may not yet: the gate
-    waits, unless the secret scan (which runs no PR code) already fails it.
+    code was not run and why. `coverage_report` and `tests_report` are the reports'
+    contents (None: not written); the test report's counts go on the result. With
+    `awaiting_ok_to_test` PR code has not run and may not yet: the gate waits, unless the
+    secret scan (which runs no PR code) already fails it.
     """
     found_secrets, escalations = secret_findings(secrets)
     if awaiting_ok_to_test:
@@ -803,6 +905,7 @@ def quality_gate(
 
     findings = check_findings(config.review.required_checks, checks, head_sha)
     logs: list[CommandLog] = []
+    tests: JUnitResult | None = None
     if isinstance(runs, str):
         reason = plain(runs, REASON_CHARS)
         findings.append(Finding("sandbox", SANDBOX_UNAVAILABLE.format(reason=reason)))
@@ -822,10 +925,12 @@ def quality_gate(
             if command.name not in ran
         )
         findings.extend(coverage_findings(config, coverage_report))
+        tests, reported = tests_report_findings(config, tests_report)
+        findings.extend(reported)
     findings.extend(found_secrets)
     findings.extend(tests_findings(diff, config))
     return _result(
-        "quality", QUALITY_PASSED.format(sha=_sha(head_sha)), findings, logs, escalations
+        "quality", QUALITY_PASSED.format(sha=_sha(head_sha)), findings, logs, escalations, tests
     )
 
 
@@ -959,6 +1064,8 @@ def check_run_output(result: GateResult) -> dict[str, Any]:
         for finding in located[:ANNOTATIONS_MAX]
     ]
     summary = [result.summary]
+    if result.tests is not None:
+        summary.append(TESTS_COUNTED.format(passed=result.tests.passed, failed=result.tests.failed))
     if result.escalations:
         what = sorted({e.what for e in result.escalations})
         summary.append(ESCALATED.format(what=", ".join(code(w, NAME_CHARS) for w in what)))

@@ -69,6 +69,12 @@ STATUS_WORDS = {
     "cancelled": "CANCELLED",
     "rejected": "REJECTED",
 }
+# what each level of a block's escalation path did (app.core.dispatch)
+LEVEL_WORDS = {
+    1: "no peer or backup could take it",
+    2: "the lead was asked",
+    3: "an urgent escalation is open",
+}
 CONTINUING = frozenset({"assigned", "in_progress", "in_review", "changes_requested"})
 
 ProblemKind = Literal["ci", "fix-rounds", "failover", "blocked", "escalation"]
@@ -91,6 +97,7 @@ class TaskLine:
     tests_failed: int | None = None
     progress: int | None = None  # percent done, from the agent's last heartbeat
     waiting: str | None = None  # why it waits or is blocked, as told on the issue
+    level: int = 0  # blocked: the escalation level its block reached (1 peer, 2 lead, 3 urgent)
     estimate: Estimate | None = None  # for work not finished
     took: float | None = None  # finished: seconds from its assignment to its merge
 
@@ -418,7 +425,10 @@ def _task(task: TaskLine, tz: str) -> list[str]:
             f"- **Tests**: {task.tests_passed or 0} passed, {task.tests_failed or 0} failed"
         )
     if task.state in ("blocked", "escalated", "paused"):
-        lines.append(f"- **Blocker**: {safe(task.waiting) if task.waiting else 'not recorded'}")
+        blocker = safe(task.waiting) if task.waiting else "not recorded"
+        if task.state == "blocked" and task.level in LEVEL_WORDS:
+            blocker += f" (escalation level {task.level}: {LEVEL_WORDS[task.level]})"
+        lines.append(f"- **Blocker**: {blocker}")
     elif task.state in ("queued", "awaiting_approval") and task.waiting:
         lines.append(f"- **Waiting**: {safe(task.waiting)}")
     elif task.state in CONTINUING:

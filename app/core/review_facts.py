@@ -104,3 +104,20 @@ class JudgeVerdict:
     passed: bool
     findings: tuple[JudgeFinding, ...] = ()
     error: str | None = None  # invalid output, timeout, ...
+
+
+@dataclass(frozen=True)
+class LogExcerpt:
+    """Why a CI job (or another CI app's check run) failed, in its own words: the part of
+    its log the agent needs to fix it (app.core.ci_log), or why it could not be read.
+
+    `text` is cut already, with GitHub-shaped tokens masked and lines the secret scanner
+    flags withheld; `error` is set instead when GitHub did not give the log (it expired,
+    404, a server error), so a block still says what it could not show.
+    """
+
+    name: str  # the job's or check run's name
+    url: str | None = None  # its page on GitHub
+    step: str | None = None  # a job's first failed step
+    text: str = ""
+    error: str | None = None

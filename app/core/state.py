@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from app.core.review_facts import CheckResult
+from app.core.review_facts import CheckResult, LogExcerpt
 from app.core.tasks import Task
 
 
@@ -55,6 +55,9 @@ class RepoState:
     pull: Pull | None = None
     # CI re-runs made so far for the head commit the delivery is about
     ci_retries: int = 0
+    # the failed jobs' log excerpts of that CI result, read only when its re-runs are used
+    # up (the pull request is blocked and the agent told why: review.ci_log_wanted)
+    ci_log: tuple[LogExcerpt, ...] = ()
     # the pull request Nightshift merged as the commit a CI result is about (its merged_sha)
     merged_pull: Pull | None = None
     # the checks and statuses on that merge commit, read only when the result is red and
@@ -96,3 +99,6 @@ class TaskFacts:
     assigned_at: float | None = None
     excluded: frozenset[str] = frozenset()
     waiting: str | None = None  # what the issue was last told about why it waits
+    state_since: float | None = None  # when it entered its state
+    level: int = 0  # the escalation level its block reached (0 none .. 3 immediate)
+    blocked_why: str | None = None  # blocked: the recorded reason of that move

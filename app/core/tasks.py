@@ -51,6 +51,7 @@ class Event(StrEnum):
     PAUSE = "pause"
     RESUME = "resume"
     CANCEL = "cancel"
+    HAND_OVER = "hand_over"  # blocked too long: to a peer or the backup (escalation level 1)
 
 
 S, E = State, Event
@@ -80,6 +81,8 @@ DETOURS: dict[Event, State] = {E.BLOCK: S.BLOCKED, E.ESCALATE: S.ESCALATED, E.PA
 RETURNS: dict[Event, State] = {E.UNBLOCK: S.BLOCKED, E.DEESCALATE: S.ESCALATED, E.RESUME: S.PAUSED}
 FINAL = frozenset({S.REJECTED, S.DONE, S.CANCELLED})
 ACTIVE = frozenset(State) - FINAL - {S.PROPOSED}
+# the states in which an agent holds the task (a block of one can be handed over)
+HELD = frozenset({S.ASSIGNED, S.IN_PROGRESS, S.IN_REVIEW, S.CHANGES_REQUESTED})
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,12 @@ def move(task: Task | None, event: Event) -> Move | None:
         if current is None or current in FINAL:
             return None
         return Move(current, S.CANCELLED)
+    if event is E.HAND_OVER:
+        # a block's escalation: the task leaves the detour for a new agent, as if assigned
+        # from the queue (only a block of work an agent held)
+        if task is None or current is not S.BLOCKED or not stack or stack[-1] not in HELD:
+            return None
+        return Move(current, S.ASSIGNED, stack[:-1])
     if event in DETOURS:
         detour = DETOURS[event]
         if current is None or current not in ACTIVE or current is detour or detour in stack:

@@ -27,8 +27,10 @@ from app.core.actions import (
     PublishCheck,
     PublishReport,
     RecordEscalation,
+    RecordLevel,
     RecordPull,
     RecordTask,
+    RecordTests,
     RecordWaiting,
     RememberConfigError,
     RemoveLabel,
@@ -60,6 +62,7 @@ StoreOnly = (
     AllowTests
     | RecordPull
     | CountFixRound
+    | RecordTests
     | CountCiRetry
     | RecordEscalation
     | RecordTask
@@ -68,6 +71,7 @@ StoreOnly = (
     | PauseRepository
     | ClearExclusions
     | ResolveEscalation
+    | RecordLevel
 )
 
 
@@ -249,6 +253,10 @@ class Executor:
             self.store.allow_tests(action.repo, action.number, action.head_sha, action.by)
         elif isinstance(action, CountFixRound):
             done = self.store.count_fix_round(action.repo, action.number, action.head_sha)
+        elif isinstance(action, RecordTests):
+            done = self.store.record_tests(
+                action.repo, action.number, action.head_sha, action.passed, action.failed
+            )
         elif isinstance(action, CountCiRetry):
             done = self.store.count_ci_retry(action.repo, action.head_sha, action.run)
         elif isinstance(action, RecordTask):
@@ -274,6 +282,8 @@ class Executor:
             self.store.clear_exclusions(action.repo, action.number)
         elif isinstance(action, ResolveEscalation):
             done = self.store.resolve_escalation(action.key)
+        elif isinstance(action, RecordLevel):
+            done = self.store.record_level(action.repo, action.number, action.level, action.since)
         else:
             done = self.store.record_escalation(
                 action.key,
@@ -282,6 +292,8 @@ class Executor:
                 action.level,
                 action.category,
                 action.summary,
+                meanwhile=action.meanwhile,
+                reversible=action.reversible,
             )
         self._audit(
             ctx,

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from typing import Any
 from urllib.parse import quote
 
-from app.core.review_facts import CheckResult
+from app.core import ci_log
+from app.core.review_facts import CheckResult, LogExcerpt
+from app.core.rules.review import FAILED_CONCLUSIONS as FAILED
+from app.core.rules.review import RedRun
+from app.effects import secrets
 from app.effects.github import GitHubError, GitHubPort, GitHubRequest
 
 
@@ -92,6 +98,118 @@ def checks_for(
 
 
 _STATUS_CONCLUSION = {"success": "success", "failure": "failure", "error": "failure"}
+
+
+def failing_log(
+    github: GitHubPort | None, installation_id: int | None, repo: str, run: RedRun
+) -> tuple[LogExcerpt, ...]:
+    """Why a red CI result failed, for the comment that blocks the pull request and for its
+    agent: the log excerpts of the run's failed jobs (GitHub Actions), or the output of the
+    suite's failed check runs (another CI app), at most ci_log.JOBS_READ of them.
+
+    GitHub's errors never fail the delivery (the block matters more than its detail): an
+    excerpt then says what could not be read and why. Nothing when GitHub cannot be asked.
+    """
+    if github is None or installation_id is None:
+        return ()
+    if run.kind == "workflow_run":
+        return _job_logs(github, installation_id, repo, run)
+    return _check_outputs(github, installation_id, repo, run)
+
+
+def _job_logs(
+    github: GitHubPort, installation_id: int, repo: str, run: RedRun
+) -> tuple[LogExcerpt, ...]:
+    """The failed jobs of the run's attempt that failed, each with the part of its log
+    around the first error.
+
+    https://docs.github.com/en/rest/actions/workflow-jobs#list-jobs-for-a-workflow-run-attempt
+    https://docs.github.com/en/rest/actions/workflow-jobs#download-job-logs-for-a-workflow-run
+    (a 302 to a short-lived download URL, which the client follows without the token)
+    """
+    path = f"/repos/{repo}/actions/runs/{run.id}/attempts/{run.attempt}/jobs"
+    try:
+        jobs = _failed(get(github, installation_id, path, per_page=100), "jobs")
+    except GitHubError as exc:
+        return (LogExcerpt(name=run.name, error=_unreadable(exc)),)
+    if not jobs:
+        return (LogExcerpt(name=run.name, error=ci_log.NO_FAILED_JOB),)
+    found: list[LogExcerpt] = []
+    for job in jobs[: ci_log.JOBS_READ]:
+        steps = job.get("steps") or []
+        failed = [s for s in steps if isinstance(s, dict) and s.get("conclusion") in FAILED]
+        where = LogExcerpt(
+            name=str(job.get("name") or run.name),
+            url=_str(job.get("html_url")),
+            step=_str(failed[0].get("name")) if failed else None,
+        )
+        request = GitHubRequest("GET", f"/repos/{repo}/actions/jobs/{job.get('id')}/logs")
+        try:
+            data = github.send(installation_id, request).data
+        except GitHubError as exc:
+            found.append(dataclasses.replace(where, error=_unreadable(exc)))
+            continue
+        text = data if isinstance(data, str) else "" if data is None else json.dumps(data)
+        found.append(dataclasses.replace(where, text=_quotable(text)))
+    return tuple(found)
+
+
+def _check_outputs(
+    github: GitHubPort, installation_id: int, repo: str, run: RedRun
+) -> tuple[LogExcerpt, ...]:
+    """The suite's failed check runs, each with its output (title, summary, text): another
+    CI app's way of saying what failed.
+
+    https://docs.github.com/en/rest/checks/runs#list-check-runs-in-a-check-suite
+    """
+    path = f"/repos/{repo}/check-suites/{run.id}/check-runs"
+    try:
+        listed = get(github, installation_id, path, filter="latest", per_page=100)
+        runs = _failed(listed, "check_runs")
+    except GitHubError as exc:
+        return (LogExcerpt(name=run.name, error=_unreadable(exc)),)
+    if not runs:
+        return (LogExcerpt(name=run.name, error=ci_log.NO_FAILED_JOB),)
+    found: list[LogExcerpt] = []
+    for check in runs[: ci_log.JOBS_READ]:
+        output = check.get("output")
+        said = output if isinstance(output, dict) else {}
+        parts = [str(said[key]) for key in ("title", "summary", "text") if said.get(key)]
+        found.append(
+            LogExcerpt(
+                name=str(check.get("name") or run.name),
+                url=_str(check.get("details_url")) or _str(check.get("html_url")),
+                text=_quotable("\n\n".join(parts)),
+            )
+        )
+    return tuple(found)
+
+
+def _failed(data: Any, key: str) -> list[dict[str, Any]]:
+    items = data.get(key) if isinstance(data, dict) else None
+    return [
+        item for item in items or [] if isinstance(item, dict) and item.get("conclusion") in FAILED
+    ]
+
+
+def _quotable(text: str) -> str:
+    """The excerpt of a log, with the lines the secret scanner flags withheld."""
+    cut = ci_log.excerpt(text)
+    flagged = secrets.flagged_lines(cut)
+    return "\n".join(
+        ci_log.WITHHELD.format(kind=flagged[number]) if number in flagged else line
+        for number, line in enumerate(cut.splitlines(), 1)
+    )
+
+
+def _unreadable(exc: GitHubError) -> str:
+    if exc.status is None:
+        return ci_log.GITHUB_UNREACHABLE.format(message=exc.message)
+    return ci_log.GITHUB_ANSWERED.format(status=exc.status, message=exc.message)
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 def contents_token(github: GitHubPort, repo: str, installation_id: int) -> str:

@@ -191,8 +191,10 @@ class _History:
         for move in timeline:
             before = agent
             agent = move.agent
-            if move.event == "assign":
-                if move.from_state in DEPARTURES and before and before != move.agent:
+            if move.event in ("assign", "hand_over"):
+                # a hand-over (a block held too long, escalation level 1) is a loss too
+                left = move.event == "hand_over" or move.from_state in DEPARTURES
+                if left and before and before != move.agent:
                     self.failovers.append(
                         _Failover(move.repo, move.number, before, move.agent, move.at, move.reason)
                     )
@@ -547,10 +549,14 @@ class Records:
             agent=str(agent) if agent else None,
             pull=int(pull.number) if pull is not None else None,
             pull_merged=bool(pull is not None and pull.merged_sha),
+            # its latest review's test report (`review.tests_report`), when one was read
+            tests_passed=pull.tests_passed if pull is not None else None,
+            tests_failed=pull.tests_failed if pull is not None else None,
             progress=progress.get((str(row.agent_name), f"{repo}#{number}"))
             if now == State.IN_PROGRESS.value
             else None,
             waiting=waiting,
+            level=int(row.level or 0) if now == State.BLOCKED.value else 0,
         )
         if now in COMPLETE:
             return replace(line, took=done.took if done is not None else None)
@@ -617,7 +623,7 @@ class Records:
                 later = [
                     m
                     for m in seen.timelines.get((repo, lost.number), ())
-                    if m.event == "assign" and lost.at < m.at < until
+                    if m.event in ("assign", "hand_over") and lost.at < m.at < until
                 ]
                 to_agent = later[0].agent if later else None
             found.append(
@@ -714,6 +720,8 @@ def _pending(seen: _History, until: float) -> tuple[tuple[Pending, ...], tuple[P
             summary=str(raised.summary),
             at=at,
             task=raised.number,
+            meanwhile=raised.meanwhile,
+            reversible=raised.reversible,
         )
         (immediate if raised.level == "immediate" else deferred).append(pending)
     return tuple(deferred), tuple(immediate)

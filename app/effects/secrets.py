@@ -35,7 +35,7 @@ from pathlib import Path, PurePosixPath
 from detect_secrets.core.scan import scan_file
 from detect_secrets.settings import transient_settings
 
-from app.core.review_facts import ChangedFile, Diff, SecretFinding
+from app.core.review_facts import AddedLine, ChangedFile, Diff, SecretFinding
 
 PLUGINS = (
     "AWSKeyDetector",
@@ -86,6 +86,16 @@ def scan(diff: Diff) -> list[SecretFinding]:
                 )
                 found[finding] = None
     return sorted(found, key=lambda f: (f.path, f.line, f.kind))
+
+
+def flagged_lines(text: str, name: str = "ci.log") -> dict[int, str]:
+    """The lines of `text` (numbered from 1) that hold a likely secret, with its kind: for
+    text Nightshift quotes back to people (a CI log excerpt), which must not repeat one.
+    `name` is the file name the scanner's filters see."""
+    lines = text.splitlines()
+    added = tuple(AddedLine(line=number, text=line) for number, line in enumerate(lines, 1))
+    changed = ChangedFile(path=name, status="added", additions=len(added), deletions=0, added=added)
+    return {f.line: f.kind for f in scan(Diff(base="", head="", files=(changed,)))}
 
 
 def _write_added(folder: Path, changed: ChangedFile) -> Path:

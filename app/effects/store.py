@@ -30,6 +30,7 @@ from app.effects.tables import (
     repositories,
     roster_agents,
     tasks,
+    timers,
     transitions,
     workers,
 )
@@ -37,6 +38,7 @@ from app.effects.tables import (
 Clock = Callable[[], float]
 MIGRATIONS = Path(__file__).parent / "migrations"
 ALL_REPOSITORIES = "*"
+TIMER_KEPT_SECONDS = 24 * 3600  # fired timers are kept this long (see fired_timer)
 
 
 def sqlalchemy_url(database_url: str) -> str:
@@ -640,6 +642,7 @@ class Store:
                         previous_state=previous,
                         created_at=now,
                         updated_at=now,
+                        state_since=now,
                     )
                     .on_conflict_do_nothing(index_elements=["repo", "number"])
                     .returning(tasks.c.number)
@@ -650,6 +653,8 @@ class Store:
                     "state": to_state,
                     "previous_state": previous,
                     "updated_at": now,
+                    "state_since": now,
+                    "level": 0,
                 }
                 if exclude:
                     current = connection.execute(
@@ -659,7 +664,7 @@ class Store:
                     ).scalar_one_or_none()
                     names = {n for n in (current or "").split(",") if n} | {exclude}
                     values["excluded"] = ",".join(sorted(names))
-                if event == "assign":
+                if event in ("assign", "hand_over"):
                     values.update(
                         agent=agent,
                         agent_name=agent_name,
@@ -709,7 +714,8 @@ class Store:
         counted = (
             expect_assignment is None
             or now_at is None
-            or now_at.assignment == expect_assignment + (1 if event == "assign" else 0)
+            or now_at.assignment
+            == expect_assignment + (1 if event in ("assign", "hand_over") else 0)
         )
         if same and counted:
             return "already"
@@ -749,6 +755,21 @@ class Store:
                 .values(waiting=waiting)
             )
 
+    def record_level(self, repo: str, number: int, level: int, since: float) -> bool:
+        """The escalation level the task's block reached; False when it was there already
+        or the block the decision saw (started at `since`) is over."""
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                sa.update(tasks)
+                .where(tasks.c.repo == repo)
+                .where(tasks.c.number == number)
+                .where(tasks.c.state == "blocked")
+                .where(tasks.c.level < level)
+                .where(sa.func.coalesce(tasks.c.state_since, tasks.c.updated_at) == since)
+                .values(level=level)
+            )
+            return bool(result.rowcount)
+
     def clear_exclusions(self, repo: str, number: int) -> None:
         with self.engine.begin() as connection:
             connection.execute(
@@ -768,6 +789,8 @@ class Store:
                 .where(tasks.c.state.not_in(final))
                 .order_by(tasks.c.number)
             ).all()
+            blocked = [int(row.number) for row in rows if row.state == "blocked"]
+            why = self._block_reasons(connection, repo, blocked)
         return [
             TaskFacts(
                 task=_task(repo, int(row.number), row),
@@ -779,9 +802,33 @@ class Store:
                 assigned_at=row.assigned_at,
                 excluded=frozenset(n for n in (row.excluded or "").split(",") if n),
                 waiting=row.waiting,
+                # rows older than migration 0008 have no state_since: their last change
+                state_since=float(row.state_since or row.updated_at),
+                level=int(row.level or 0),
+                blocked_why=why.get(int(row.number)),
             )
             for row in rows
         ]
+
+    @staticmethod
+    def _block_reasons(connection: sa.Connection, repo: str, numbers: list[int]) -> dict[int, str]:
+        """Why each of these blocked tasks was blocked: the reason of its latest move."""
+        if not numbers:
+            return {}
+        latest = (
+            sa.select(transitions.c.number, sa.func.max(transitions.c.id).label("id"))
+            .where(transitions.c.repo == repo)
+            .where(transitions.c.number.in_(numbers))
+            .where(transitions.c.to_state == "blocked")
+            .group_by(transitions.c.number)
+            .subquery()
+        )
+        rows = connection.execute(
+            sa.select(transitions.c.number, transitions.c.reason).join(
+                latest, transitions.c.id == latest.c.id
+            )
+        ).all()
+        return {int(number): str(reason) for number, reason in rows}
 
     def finished_tasks(self, repo: str, numbers: Iterable[int]) -> set[int]:
         """Those of `numbers` that are tasks Nightshift finished (merged or done)."""
@@ -808,6 +855,58 @@ class Store:
                 .group_by(tasks.c.agent_name)
             ).all()
         return {str(name): int(count) for name, count in rows}
+
+    # timers ---------------------------------------------------------------------------------
+
+    def add_timer(self, repo: str, cause: str, installation_id: int, due_at: float) -> bool:
+        """A dispatch pass to queue at `due_at`, once per (repo, cause); False when that
+        timer exists already (set by an earlier pass, or fired)."""
+        dialect = sqlite if self.is_sqlite else postgresql
+        statement = (
+            dialect.insert(timers)
+            .values(repo=repo, cause=cause[:300], installation_id=installation_id, due_at=due_at)
+            .on_conflict_do_nothing(index_elements=["repo", "cause"])
+            .returning(timers.c.cause)
+        )
+        with self.engine.begin() as connection:
+            return connection.execute(statement).first() is not None
+
+    def due_timers(self, now: float, limit: int = 200) -> list[tuple[str, str, int]]:
+        """(repo, cause, installation id) of the timers due and not fired, earliest first."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(timers.c.repo, timers.c.cause, timers.c.installation_id)
+                .where(timers.c.fired_at.is_(None))
+                .where(timers.c.due_at <= now)
+                .order_by(timers.c.due_at)
+                .limit(limit)
+            ).all()
+        return [(str(r), str(c), int(i)) for r, c, i in rows]
+
+    def fired_timer(self, repo: str, cause: str, now: float) -> None:
+        """The timer's pass is queued. The row stays a day, so a pass that asks for the same
+        timer again (its cause names the deadline) does not set it twice."""
+        with self.engine.begin() as connection:
+            connection.execute(
+                sa.update(timers)
+                .where(timers.c.repo == repo)
+                .where(timers.c.cause == cause)
+                .values(fired_at=now)
+            )
+            connection.execute(
+                sa.delete(timers).where(timers.c.fired_at < now - TIMER_KEPT_SECONDS)
+            )
+
+    def pending_timers(self, repo: str) -> list[tuple[str, float]]:
+        """(cause, due at) of the repository's timers not fired yet."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(timers.c.cause, timers.c.due_at)
+                .where(timers.c.repo == repo)
+                .where(timers.c.fired_at.is_(None))
+                .order_by(timers.c.due_at)
+            ).all()
+        return [(str(c), float(d)) for c, d in rows]
 
     # agents ---------------------------------------------------------------------------------
 
@@ -1018,6 +1117,21 @@ class Store:
         with self.engine.begin() as connection:
             connection.execute(statement)
 
+    def record_tests(
+        self, repo: str, number: int, head_sha: str, passed: int | None, failed: int | None
+    ) -> bool:
+        """The test counts of the review of `head_sha`; False when the pull request moved on
+        to another head meanwhile (a late review must not overwrite the newer head's)."""
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                sa.update(pulls)
+                .where(pulls.c.repo == repo)
+                .where(pulls.c.number == number)
+                .where(pulls.c.head_sha == head_sha)
+                .values(tests_passed=passed, tests_failed=failed, updated_at=self.clock())
+            )
+        return bool(result.rowcount)
+
     def allow_tests(self, repo: str, number: int, head_sha: str, by: str) -> None:
         with self.engine.begin() as connection:
             connection.execute(
@@ -1077,7 +1191,16 @@ class Store:
     # escalations ----------------------------------------------------------------------------
 
     def record_escalation(
-        self, key: str, repo: str, number: int | None, level: str, category: str, summary: str
+        self,
+        key: str,
+        repo: str,
+        number: int | None,
+        level: str,
+        category: str,
+        summary: str,
+        *,
+        meanwhile: str | None = None,
+        reversible: bool | None = None,
     ) -> bool:
         """Record an escalation once per key; False when it was recorded already."""
         dialect = sqlite if self.is_sqlite else postgresql
@@ -1091,6 +1214,8 @@ class Store:
                 category=category,
                 summary=summary,
                 created_at=self.clock(),
+                meanwhile=meanwhile,
+                reversible=reversible,
             )
             .on_conflict_do_nothing(index_elements=["key"])
             .returning(escalations.c.key)

@@ -112,6 +112,10 @@ tasks = sa.Table(
     sa.Column("acked_at", sa.Float, nullable=True),
     sa.Column("excluded", sa.Text, nullable=True),  # agents that lost it, comma-separated
     sa.Column("waiting", sa.Text, nullable=True),  # why it waits, as last told on the issue
+    # when it entered its state (how long a block has lasted), and the escalation level
+    # its current block reached (0 none, 1 peer or backup, 2 lead, 3 immediate)
+    sa.Column("state_since", sa.Float, nullable=True),
+    sa.Column("level", sa.Integer, nullable=False, server_default="0"),
 )
 
 # Every move of every task, for the report and the agents' records.
@@ -177,6 +181,9 @@ pulls = sa.Table(
     sa.Column("ok_to_test_sha", sa.String(64), nullable=True),
     sa.Column("ok_to_test_by", sa.String(128), nullable=True),
     sa.Column("merged_sha", sa.String(64), nullable=True),
+    # the latest review's test report (review.tests_report), when one was read
+    sa.Column("tests_passed", sa.Integer, nullable=True),
+    sa.Column("tests_failed", sa.Integer, nullable=True),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
     sa.Index("ix_pulls_task", "repo", "task"),
@@ -205,7 +212,24 @@ escalations = sa.Table(
     sa.Column("summary", sa.Text, nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("resolved_at", sa.Float, nullable=True),
+    # deferred ones: what was done while the decision waits, and whether it can be undone
+    sa.Column("meanwhile", sa.Text, nullable=True),
+    sa.Column("reversible", sa.Boolean, nullable=True),
     sa.Index("ix_escalations_repo", "repo", "created_at"),
+)
+
+# Dispatch timers: a pass to queue at `due_at` (an acknowledgement deadline, the moment an
+# agent would count as offline, an escalation level). Rows, not sleeping workflows: a
+# worker's timer loop queues what is due, so a timer holds no thread and survives restarts.
+timers = sa.Table(
+    "timers",
+    metadata,
+    sa.Column("repo", sa.String(256), primary_key=True),
+    sa.Column("cause", sa.String(300), primary_key=True),
+    sa.Column("installation_id", sa.BigInteger, nullable=False),
+    sa.Column("due_at", sa.Float, nullable=False),
+    sa.Column("fired_at", sa.Float, nullable=True),
+    sa.Index("ix_timers_due", "fired_at", "due_at"),
 )
 
 # One row per report run, published or with nothing to report: where the next period starts,

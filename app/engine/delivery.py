@@ -150,6 +150,14 @@ class DeliveryEngine(DBOSConfiguredInstance):
             state = dataclasses.replace(
                 state, escalation=self.store.escalation_of_issue(env.repository, env.issue_number)
             )
+        red = review.ci_log_wanted(env, state, repo_config.config)
+        if red is not None and env.repository is not None:
+            state = dataclasses.replace(
+                state,
+                ci_log=facts.failing_log(
+                    self.executor.github, env.installation_id, env.repository, red
+                ),
+            )
         if (
             intake.wants_dependencies(env, state, repo_config.config)
             and env.repository is not None

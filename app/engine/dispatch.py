@@ -6,8 +6,13 @@ partitioned by repository (one pass per repository at a time); each cause starts
 pass (the workflow id names the cause, so the same cause twice is one pass), and a pass
 with nothing to do decides nothing and costs a few reads.
 
-Acknowledgement deadlines are durable timers: a workflow sleeps (DBOS.sleep survives
-restarts) and then queues a pass, which fails the task over if it is still unacknowledged.
+Deadlines (an acknowledgement, the moment an agent would count as offline, the next level
+of a block's escalation path) are durable timers: rows in the store that every worker's
+timer loop turns into passes when they are due (`fire_due`, about once a second). A
+sleeping workflow per timer would hold a thread of the engine's pool for the whole wait and
+keep a stopping process alive until it woke; a row costs nothing while it waits, survives
+restarts, and two workers firing the same timer queue one pass (the pass's workflow id
+names the timer's cause).
 
 The watchdog (a background job of every worker) queues passes when heartbeats say
 something may have changed: an agent's heartbeats stopped or came back, or a heartbeat
@@ -96,22 +101,25 @@ class DispatchEngine(DBOSConfiguredInstance):
     # starting (the executor's Dispatcher port, and the watchdog) ---------------------------
 
     def start_dispatch(self, installation_id: int, action: Dispatch) -> str:
-        """Queue a pass now, or a timer that queues one after `delay_seconds`.
+        """Queue a pass now, or set a timer that queues one after `delay_seconds`.
 
         Called from workflow steps, where DBOS does not let a workflow start another: so
-        through a DBOS client. Idempotent by workflow id."""
+        through a DBOS client. Idempotent: by workflow id, and by (repo, cause) for timers."""
         if action.delay_seconds > 0:
-            return self.starter.enqueue(
-                self,
-                TIMER_WORKFLOW,
-                TIMER_QUEUE,
-                f"timer:{action.repo}:{action.cause}",
-                installation_id,
-                action.repo,
-                action.cause,
-                action.delay_seconds,
-            )
+            due = self.clock() + action.delay_seconds
+            self.store.add_timer(action.repo, action.cause, installation_id, due)
+            return f"timer:{action.repo}:{action.cause}"
         return self.queue_pass(installation_id, action.repo, action.cause)
+
+    def fire_due(self) -> int:
+        """Queue the pass of every timer that is due; returns how many."""
+        now = self.clock()
+        fired = 0
+        for repo, cause, installation_id in self.store.due_timers(now):
+            self.queue_pass(installation_id, repo, cause)
+            self.store.fired_timer(repo, cause, now)
+            fired += 1
+        return fired
 
     def queue_pass(self, installation_id: int, repo: str, cause: str) -> str:
         # no deduplication id: DBOS holds one until the workflow ends, so a change made while
@@ -133,12 +141,14 @@ class DispatchEngine(DBOSConfiguredInstance):
 
     @DBOS.workflow(name=TIMER_WORKFLOW)
     def timer(self, installation_id: int, repo: str, cause: str, seconds: float) -> str:
-        DBOS.sleep(seconds)
-        return self.fire(installation_id, repo, cause)
+        """A timer of the earlier kind (a workflow that slept), still queued or pending from
+        before an upgrade: it becomes a row, due `seconds` from now (late, never early)."""
+        return self.fire(installation_id, repo, cause, seconds)
 
     @DBOS.step(name="nightshift.dispatch.fire", retries_allowed=True, max_attempts=5)
-    def fire(self, installation_id: int, repo: str, cause: str) -> str:
-        return self.queue_pass(installation_id, repo, cause)
+    def fire(self, installation_id: int, repo: str, cause: str, seconds: float) -> str:
+        self.store.add_timer(repo, cause, installation_id, self.clock() + seconds)
+        return f"timer:{repo}:{cause}"
 
     @DBOS.workflow(name=DISPATCH_WORKFLOW)
     def dispatch(self, installation_id: int, repo: str) -> str:

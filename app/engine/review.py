@@ -55,6 +55,7 @@ REVIEW_QUEUE = "nightshift-reviews"
 REVIEW_WORKFLOW = "nightshift.review"
 MERGEABLE_POLL_SECONDS = 5.0
 COVERAGE_MAX_BYTES = gates.COVERAGE_REPORT_MAX_BYTES
+TESTS_REPORT_MAX_BYTES = gates.TESTS_REPORT_MAX_BYTES
 
 _RESULT: TypeAdapter[GateResult] = TypeAdapter(GateResult)
 _CHECKS: TypeAdapter[list[CheckResult]] = TypeAdapter(list[CheckResult])
@@ -202,6 +203,7 @@ class ReviewEngine(DBOSConfiguredInstance):
         self.act(me, installation_id, [rules.publish(repo, head, quality, attempt)])
 
         pull = rules.PullFacts.model_validate({**seen["pull"], "attempt": attempt})
+        self.act(me, installation_id, rules.record_tests(repo, pull, quality, config))
         verdict = gates.verdict(
             spec,
             quality,
@@ -433,8 +435,9 @@ class ReviewEngine(DBOSConfiguredInstance):
         waiting = not rules.may_run_code(pull)
         runs: Sequence[CommandRun] | str = ()
         report: bytes | None = None
+        tests: bytes | None = None
         if config.review.commands and not waiting:
-            runs, report = self._run_commands(repo, head, config)
+            runs, report, tests = self._run_commands(repo, head, config)
         result = gates.quality_gate(
             head_sha=head,
             diff=diff,
@@ -442,6 +445,7 @@ class ReviewEngine(DBOSConfiguredInstance):
             checks=_CHECKS.validate_python(checks),
             runs=runs,
             coverage_report=report,
+            tests_report=tests,
             secrets=found,
             awaiting_ok_to_test=waiting and bool(config.review.commands),
         )
@@ -449,14 +453,17 @@ class ReviewEngine(DBOSConfiguredInstance):
 
     def _run_commands(
         self, repo: str, head: str, config: Config
-    ) -> tuple[Sequence[CommandRun] | str, bytes | None]:
+    ) -> tuple[Sequence[CommandRun] | str, bytes | None, bytes | None]:
+        """The commands' runs (or why the sandbox could not run them), then the coverage
+        and test reports they wrote, read before the worktree goes."""
         sandbox = self.tools.sandbox
         try:
             sandbox.check()
         except SandboxUnavailable as exc:
-            return str(exc), None
+            return str(exc), None, None
         runs: list[CommandRun] = []
         report: bytes | None = None
+        tests: bytes | None = None
         with self.tools.mirrors.worktree(repo, head, label="quality") as tree:
             for command in config.review.commands:
                 env = {
@@ -469,11 +476,13 @@ class ReviewEngine(DBOSConfiguredInstance):
                         command.name, command.run, tree, env=env, timeout=command.timeout_seconds
                     )
                 except SandboxUnavailable as exc:
-                    return str(exc), None
+                    return str(exc), None, None
                 runs.append(_redacted(run, env.values()))
             if config.review.coverage.report:
                 report = _read_inside(tree, config.review.coverage.report, COVERAGE_MAX_BYTES)
-        return runs, report
+            if config.review.tests_report:
+                tests = _read_inside(tree, config.review.tests_report, TESTS_REPORT_MAX_BYTES)
+        return runs, report, tests
 
     # carrying out ---------------------------------------------------------------------------
 

@@ -56,6 +56,7 @@ RECONCILE_STARTUP_DELAY = 30.0
 REAP_AFTER = 60.0  # seconds after dispatch before an unfinished row is looked at
 HEARTBEAT_INTERVAL = 10.0
 WATCHDOG_INTERVAL = 20.0  # how often agents' heartbeats are looked at
+TIMER_INTERVAL = 1.0  # how often due dispatch timers are turned into passes
 
 
 def engine_database_url(database_url: str) -> str:
@@ -230,16 +231,19 @@ class Runtime:
             partition_concurrency=1,
             polling_interval_sec=0.5,
         )
-        # dispatch passes: one at a time per repository; timers only sleep, so no limit
+        # dispatch passes: one at a time per repository
         DBOS.register_queue(
             DISPATCH_QUEUE,
             worker_concurrency=self.settings.worker_concurrency,
             partition_concurrency=1,
             polling_interval_sec=0.5,
         )
+        # timers are rows now (app/engine/dispatch.py); the queue stays for timers queued
+        # by an earlier version, which become rows when they run
         DBOS.register_queue(TIMER_QUEUE, polling_interval_sec=1.0)
         self.report.launch(schedule=self.settings.schedule_reports)
         self._spawn("watchdog", WATCHDOG_INTERVAL, self.dispatch.watch)
+        self._spawn("timers", TIMER_INTERVAL, self.dispatch.fire_due)
         removed = self.mirrors.cleanup()
         if removed:
             log.warning("removed %d review worktree(s) left by an earlier crash", removed)

@@ -65,6 +65,10 @@ def test_nightshift_requests_are_documented_on_github_and_enterprise_server(
     [
         "/repos/octo/repo/contents/.github/nightshift.yml",  # app/effects/repo_config.py
         "/repos/octo/repo/collaborators/mona/permission",  # app/effects/facts.py
+        # a blocking CI failure's log (app/effects/facts.py: failing_log)
+        "/repos/octo/repo/actions/runs/30433642/attempts/4/jobs",
+        "/repos/octo/repo/actions/jobs/399444496/logs",
+        "/repos/octo/repo/check-suites/5604373/check-runs",
     ],
 )
 def test_reads_with_an_installation_token_are_documented_on_both(

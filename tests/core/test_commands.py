@@ -438,6 +438,34 @@ def test_resolve_on_an_urgent_issue_resolves_and_lets_the_task_go_on() -> None:
     assert [a.kind for a in refused.actions] == ["comment"]
 
 
+@pytest.mark.parametrize(
+    ("category", "state", "expected"),
+    [
+        ("blocked", "blocked", ("blocked", "in_review")),  # the path's last level: unblocked
+        ("security", "escalated", ("escalated", "in_review")),
+        ("ci", "blocked", None),  # a blocked PR's own escalation waits for a new push
+        ("blocked", "in_review", None),  # handed over or unblocked meanwhile
+    ],
+)
+def test_resolving_lets_the_task_it_stopped_go_back(
+    category: str, state: str, expected: tuple[str, str] | None
+) -> None:
+    escalation = Escalation(
+        key="k",
+        level="immediate",
+        category=category,
+        task=7,
+        task_state=state,
+        task_previous=("in_review",),
+    )
+    moves = [
+        (a.from_state, a.to_state)
+        for a in escalation_rules.resolve("octo/repo", escalation, "alice", "d1")
+        if isinstance(a, Transition)
+    ]
+    assert moves == ([expected] if expected else [])
+
+
 def test_closing_an_urgent_issue_resolves_its_escalation() -> None:
     data = {**payload("issues.opened"), "action": "closed"}
     data["issue"] = {**data["issue"], "labels": [{"name": "nightshift:urgent"}]}

@@ -136,6 +136,18 @@ def test_a_full_file() -> None:
             id="coverage-report-outside",
         ),
         pytest.param(
+            "review:\n  tests_report: reports/../../junit.xml\n",
+            "review.tests_report",
+            "'reports/../../junit.xml' must be a path inside the repository",
+            id="tests-report-outside",
+        ),
+        pytest.param(
+            "review:\n  tests_report: /tmp/junit.xml\n",
+            "review.tests_report",
+            "'/tmp/junit.xml' must be a path inside the repository",
+            id="tests-report-absolute",
+        ),
+        pytest.param(
             "review:\n  scope: ['app/**', '!']\n",
             "review.scope.1",
             "'!' is not a gitignore-style glob",
@@ -221,6 +233,7 @@ def test_review_defaults() -> None:
     assert review.required_checks == []
     assert review.commands == []
     assert (review.coverage.report, review.coverage.minimum) == (None, None)
+    assert review.tests_report is None
     assert review.require_tests is True
     assert list(review.test_paths) == list(config.DEFAULT_TEST_PATHS)
     assert "*_test.go" in review.test_paths
@@ -242,6 +255,7 @@ def test_a_review_section() -> None:
         "      env: [PIP_INDEX_URL]\n"
         "    - {name: lint, run: ruff check ., timeout_seconds: 60}\n"
         "  coverage: {report: coverage.xml, minimum: 80}\n"
+        "  tests_report: build/junit.xml\n"
         "  require_tests: false\n"
         "  judge: {command: ./judge.sh}\n"
         "  merge_method: rebase\n"
@@ -253,6 +267,7 @@ def test_a_review_section() -> None:
         ("lint", 60, []),
     ]
     assert (review.coverage.report, review.coverage.minimum) == ("coverage.xml", 80)
+    assert review.tests_report == "build/junit.xml"
     assert review.require_tests is False
     assert review.judge is not None
     assert (review.judge.command, review.judge.timeout_seconds) == ("./judge.sh", 300)

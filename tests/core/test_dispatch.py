@@ -22,7 +22,7 @@ from app.core.actions import (
     Transition,
 )
 from app.core.cards import column_for, with_cards
-from app.core.config import Config
+from app.core.config import Config, EscalationLevels
 from app.core.dispatch import UNREACHABLE_COOLDOWN_SECONDS, DispatchFacts, decide, online
 from app.core.state import AgentStatus, TaskFacts
 from app.core.tasks import State, Task
@@ -400,3 +400,210 @@ def test_a_holder_with_heartbeats_gets_a_timer_for_when_it_would_be_offline() ->
         CONFIG,
     )
     assert not [d for d in of(lost, Dispatch) if d.cause.startswith("heartbeat:")]
+
+
+# -- the escalation path of a task blocked too long (30 min peer, 2 h lead, 4 h immediate) ----
+
+LEAD_BETA = Config(escalation_levels=EscalationLevels(lead="beta"))
+LEAD_LOGIN = Config(escalation_levels=EscalationLevels(lead="octocat"))
+SECURITY_ONLY = Config(escalation="security-only")
+
+
+def stuck(
+    number: int,
+    minutes: float,
+    *,
+    agent: str | None = "alpha",
+    level: int = 0,
+    previous: State = State.IN_PROGRESS,
+    why: str = "commands: alpha is blocked: the API key is missing",
+) -> TaskFacts:
+    """A task blocked `minutes` ago, at `level` of the path."""
+    login = ROSTER.agent(agent).github if agent and ROSTER.agent(agent) else None  # type: ignore[union-attr]
+    return TaskFacts(
+        task=Task(REPO, number, State.BLOCKED, (previous,), login, agent, 1),
+        title=f"Task {number}",
+        body="- [ ] it works",
+        labels=("python",),
+        created_at=NOW - 50_000,
+        state_since=NOW - minutes * 60,
+        level=level,
+        blocked_why=why,
+    )
+
+
+def path_of(actions: Sequence[Action]) -> list[str]:
+    """The escalation path's actions, in order, as short words (timers with their level)."""
+    shown: list[str] = []
+    for action in actions:
+        if isinstance(action, Dispatch) and action.cause.startswith("level:"):
+            shown.append(f"timer:{action.cause.rsplit(':', 1)[1]}@{action.delay_seconds:.0f}")
+        elif isinstance(action, Dispatch):
+            shown.append("ack-timer")
+        elif isinstance(action, Transition):
+            shown.append(f"{action.event}:{action.agent_name}")
+        elif isinstance(action, SendToAgent):
+            shown.append(f"send:{action.agent}:{action.message['content']['type']}")
+        elif isinstance(action, Comment):
+            shown.append(f"comment:{action.key.split(':', 1)[0]}")
+        elif isinstance(action, RecordEscalation):
+            shown.append(f"escalation:{action.level}:{action.category}")
+        elif isinstance(action, OpenIssue):
+            shown.append("urgent-issue")
+        else:
+            shown.append(action.kind)
+    return [s for s in shown if s not in ("record_waiting", "remove_label", "move_card")]
+
+
+@pytest.mark.parametrize(
+    ("case", "given", "config", "expected"),
+    [
+        ("10 minutes: a timer for level 1", facts(stuck(4, 10)), CONFIG, ["timer:1@1201"]),
+        (
+            "31 minutes: to alpha's backup beta",
+            facts(stuck(4, 31)),
+            CONFIG,
+            [
+                "send:alpha:task-withdrawn",
+                "comment:level1",
+                "hand_over:beta",
+                "send:beta:task",
+                "comment:assigned",
+                "ack-timer",
+            ],
+        ),
+        (
+            "31 minutes, beta and gamma full: nobody, a timer for the lead",
+            facts(stuck(4, 31), loads={"beta": 1, "gamma": 1}),
+            CONFIG,
+            ["record_level", "comment:level1", "timer:2@5341"],
+        ),
+        (
+            "2 hours: the lead is a roster agent (maestro): told through its transport too",
+            facts(stuck(4, 121, level=1)),
+            LEAD_BETA,
+            ["record_level", "comment:level2", "send:beta:help", "timer:3@7141"],
+        ),
+        (
+            "2 hours: the lead is a GitHub login",
+            facts(stuck(4, 121, level=1)),
+            LEAD_LOGIN,
+            ["record_level", "comment:level2", "timer:3@7141"],
+        ),
+        (
+            "4 hours: an immediate escalation, no more timers",
+            facts(stuck(4, 241, level=2)),
+            CONFIG,
+            ["record_level", "escalation:immediate:blocked", "urgent-issue"],
+        ),
+        (
+            "4 hours under security-only: deferred, no issue",
+            facts(stuck(4, 241, level=2)),
+            SECURITY_ONLY,
+            ["record_level", "escalation:deferred:blocked"],
+        ),
+        (
+            "a late pass (after a restart) climbs every level passed",
+            facts(stuck(4, 300), loads={"beta": 1, "gamma": 1}),
+            CONFIG,
+            [
+                "record_level",
+                "comment:level1",
+                "record_level",
+                "comment:level2",
+                "record_level",
+                "escalation:immediate:blocked",
+                "urgent-issue",
+            ],
+        ),
+        (
+            "a dependency cycle held by nobody: level 1 passes quietly",
+            facts(stuck(4, 31, agent=None, previous=State.QUEUED, why="dispatch: in a cycle")),
+            CONFIG,
+            ["record_level", "timer:2@5341"],
+        ),
+        ("level 3 reached: nothing more", facts(stuck(4, 500, level=3)), CONFIG, []),
+    ],
+)
+def test_the_escalation_path(
+    case: str, given: DispatchFacts, config: Config, expected: list[str]
+) -> None:
+    assert path_of(decide(given, config)) == expected, case
+
+
+def test_a_hand_over_tells_everyone_what_happened() -> None:
+    actions = decide(facts(stuck(4, 45, previous=State.IN_REVIEW)), CONFIG)
+    [move] = of(actions, Transition)
+    assert (move.event, move.from_state, move.to_state) == ("hand_over", "blocked", "assigned")
+    assert (move.agent, move.agent_name, move.exclude) == ("beta-bot", "beta", "alpha")
+    assert move.previous is None and move.expect_assignment == 1
+    [note] = [c for c in of(actions, Comment) if c.key.startswith("level1:")]
+    assert note.body == (
+        "Blocked for 45m with **alpha** (alpha is blocked: the API key is missing). "
+        "Escalation level 1: the task goes to **beta**, the backup of alpha, on the branch "
+        "`nightshift/issue-4-task-4-take-2`. A pull request alpha opened stays as it is: "
+        "Nightshift reviews and merges only pull requests of the task's agent."
+    )
+    withdrawn, assigned = of(actions, SendToAgent)
+    assert withdrawn.message["content"]["reason"] == (
+        "the task was blocked for 45m; it goes to beta"
+    )
+    content = assigned.message["content"]
+    assert content["branch"] == "nightshift/issue-4-task-4-take-2"
+    assert content["taken_over"] == (
+        "alpha was blocked on this task for 45m (alpha is blocked: the API key is missing). "
+        "Start from the issue; work on the branch nightshift/issue-4-task-4-take-2, not on "
+        "alpha's."
+    )
+
+
+def test_the_lead_is_asked_in_words_a_person_can_act_on() -> None:
+    actions = decide(facts(stuck(4, 125, level=1)), LEAD_LOGIN)
+    [note] = of(actions, Comment)
+    assert note.body == (
+        "Blocked for 2h 5m (alpha is blocked: the API key is missing). Escalation level 2: "
+        "@octocat, please decide how this task goes on. After 4h of being blocked it becomes "
+        "an urgent issue for the maintainers."
+    )
+    unset = decide(facts(stuck(4, 125, level=1)), CONFIG)
+    assert "no lead is configured (`escalation_levels.lead`)" in of(unset, Comment)[0].body
+    [help_] = of(decide(facts(stuck(4, 125, level=1)), LEAD_BETA), SendToAgent)
+    assert help_.key == f"help:{REPO}#4:{NOW - 125 * 60:.0f}"
+    assert "After 1h 55m more an urgent issue" in help_.message["content"]["instructions"]
+
+
+def test_the_urgent_issue_says_risk_action_and_what_it_blocks() -> None:
+    dependent = queued(9, depends=[4])
+    config = Config(maintainers=["alice"], escalation_levels=EscalationLevels(lead="octocat"))
+    actions = decide(facts(stuck(4, 241, level=2), dependent), config)
+    [issue] = of(actions, OpenIssue)
+    [escalation] = of(actions, RecordEscalation)
+    assert issue.key == escalation.key == f"blocked:{REPO}#4:{NOW - 241 * 60:.0f}"
+    assert issue.title == "Nightshift: #4 blocked for 4h 1m"
+    assert issue.labels == ("nightshift:urgent",)
+    assert issue.body == (
+        "**Risk**: task #4 (Task 4) has been blocked for 4h 1m and nobody unblocked it: "
+        "alpha is blocked: the API key is missing.\n"
+        "**Blocking**: yes: #4 makes no progress, nor do the tasks waiting for it (#9).\n"
+        "**Action required**: unblock it (answer the agent, resolve the conflict, change the "
+        "issue) or cancel it (remove the `autonomous` label). Closing this issue, or "
+        "`/nightshift resolve` on it, says the matter is handled and lets #4 go back to where "
+        "it was.\n"
+        "Asked before: a peer or backup agent (level 1), then the lead `octocat` (level 2).\n"
+        "@alice\n"
+    )
+
+
+def test_security_only_records_what_was_done_meanwhile() -> None:
+    [deferred] = of(decide(facts(stuck(4, 241, level=2)), SECURITY_ONLY), RecordEscalation)
+    assert deferred.reversible is True
+    assert deferred.meanwhile == (
+        "#4 stays blocked (since 2027-01-15 03:59 UTC); its agent went on with other work; "
+        "nothing was merged for it"
+    )
+
+
+def test_an_agents_words_in_the_reason_are_inert() -> None:
+    why = "commands: alpha is blocked: ping @everyone <b>now</b> `x`"
+    [note] = of(decide(facts(stuck(4, 125, level=1, why=why)), LEAD_LOGIN), Comment)
+    assert "@\u200deveryone" in note.body and "&lt;b&gt;" in note.body and "`x`" not in note.body

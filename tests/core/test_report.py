@@ -170,6 +170,23 @@ def test_mixed_states_follow_the_seed_layout() -> None:
 
 
 @pytest.mark.parametrize(
+    ("level", "blocker"),
+    [
+        (0, ""),
+        (1, " (escalation level 1: no peer or backup could take it)"),
+        (2, " (escalation level 2: the lead was asked)"),
+        (3, " (escalation level 3: an urgent escalation is open)"),
+    ],
+)
+def test_a_blocked_task_says_how_far_up_the_escalation_path_it_went(
+    level: int, blocker: str
+) -> None:
+    task = TaskLine(number=4, title="t", state="blocked", waiting="conflict with main", level=level)
+    data = ReportData(repo="octo/repo", until=UNTIL, since=ts(1, 6), tasks=(task,))
+    assert f"- **Blocker**: conflict with main{blocker}" in core.render(data).splitlines()
+
+
+@pytest.mark.parametrize(
     ("text", "expected"),
     [
         pytest.param("plain title", "plain title", id="plain"),

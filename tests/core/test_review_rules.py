@@ -8,7 +8,8 @@ from typing import Any, Literal
 
 import pytest
 
-from app.core import gates, labels
+from app.core import assignment as messages
+from app.core import ci_log, gates, labels
 from app.core.actions import (
     Action,
     AddLabels,
@@ -22,6 +23,7 @@ from app.core.actions import (
     PublishCheck,
     RecordEscalation,
     RecordPull,
+    RecordTests,
     RemoveLabel,
     RerequestCheckSuite,
     RerunFailedJobs,
@@ -34,7 +36,7 @@ from app.core.actions import (
 from app.core.config import DEFAULT_CONFIG, Config, Limits, Review
 from app.core.envelope import Envelope
 from app.core.gates import Escalation, Finding, GateResult, MergeDecision, Verdict
-from app.core.review_facts import CheckResult
+from app.core.review_facts import CheckResult, LogExcerpt
 from app.core.rules import commands, decide, review
 from app.core.rules.review import PullFacts
 from app.core.state import Pull, RepoState
@@ -405,8 +407,10 @@ def ci_blocked(
     link: str = f" (https://github.com/{REPO}/actions/runs/{RUN_ID})",
     mention: str = f"@{AGENT} ",
     transition: bool = True,
+    log: str = "",
 ) -> list[Action]:
-    """`quoted` is the run's name exactly as the markdown must show it: one code span."""
+    """`quoted` is the run's name exactly as the markdown must show it: one code span;
+    `log` the failing log's section (ci_log.section), after its blank line."""
     why = f"ci: re-runs exhausted for {HEAD[:7]}"
     body = review.CI_BLOCKED.format(
         sha=HEAD[:7],
@@ -415,6 +419,7 @@ def ci_blocked(
         conclusion=conclusion,
         link=link,
         mention=mention,
+        log=log,
     )
     block = [moved("in_review", "blocked", "block", why, previous="in_review")]
     return [
@@ -428,12 +433,38 @@ def ci_blocked(
             category="ci",
             summary=f"#{PR}: CI {quoted} still fails after {retries} re-run(s)",
             key=f"ci:{REPO}#{PR}@{HEAD}",
+            meanwhile=review.BLOCKED_MEANWHILE["ci"].format(pull=PR),
+            reversible=True,
             reason=why,
         ),
+        Dispatch(repo=REPO, cause=f"blocked:ci:{REPO}#{PR}@{HEAD}", reason=why),
     ]
 
 
 NO_RETRIES = Config(limits=Limits(max_retry_attempts=0))
+JOB_URL = f"https://github.com/{REPO}/actions/runs/{RUN_ID}/job/77"
+FAILED_JOB = LogExcerpt(
+    name="test",
+    url=JOB_URL,
+    step="Run tests",
+    text="E   assert 1 == 2\n##[error]Process completed with exit code 1.",
+)
+FAILED_JOB_SECTION = "\n\n" + "\n\n".join(
+    [
+        ci_log.LOG_INTRO,
+        f"#### `test`, step `Run tests` ({JOB_URL})",
+        "```text\nE   assert 1 == 2\n##[error]Process completed with exit code 1.\n```",
+    ]
+)
+GONE_JOB = LogExcerpt(name="test", url=JOB_URL, error="GitHub answered 410 (Gone)")
+GONE_JOB_SECTION = "\n\n" + "\n\n".join(
+    [
+        ci_log.LOG_INTRO,
+        f"#### `test` ({JOB_URL})",
+        "Its log could not be read: GitHub answered 410 (Gone).",
+    ]
+)
+ROSTERED = Task(REPO, TASK, TaskState.IN_REVIEW, agent=AGENT, agent_name="alice")
 
 
 @pytest.mark.parametrize(
@@ -599,12 +630,176 @@ NO_RETRIES = Config(limits=Limits(max_retry_attempts=0))
             ci_blocked(3, quoted="`" + "n" * 99 + "…`"),
             id="run-name-capped-at-100",
         ),
+        pytest.param(
+            "workflow_run",
+            workflow_run(attempt=4),
+            RepoState(task=REVIEWED, pull=TRACKED, ci_retries=3, ci_log=(FAILED_JOB,)),
+            DEFAULT_CONFIG,
+            ci_blocked(3, log=FAILED_JOB_SECTION),
+            id="exhausted-quotes-the-failing-log",
+        ),
+        pytest.param(
+            "workflow_run",
+            workflow_run(attempt=4),
+            RepoState(task=REVIEWED, pull=TRACKED, ci_retries=3, ci_log=(GONE_JOB,)),
+            DEFAULT_CONFIG,
+            ci_blocked(3, log=GONE_JOB_SECTION),
+            id="exhausted-says-the-log-could-not-be-read",
+        ),
+        pytest.param(
+            "workflow_run",
+            workflow_run(),
+            RepoState(task=REVIEWED, pull=TRACKED, ci_retries=1, ci_log=(FAILED_JOB,)),
+            DEFAULT_CONFIG,
+            rerun(1),
+            id="a-rerun-quotes-nothing",
+        ),
     ],
 )
 def test_ci_completed(
     event: str, data: dict[str, Any], state: RepoState, config: Config, expected: list[Action]
 ) -> None:
     assert decided(event, data, state, config) == expected
+
+
+def test_a_blocking_ci_failure_goes_to_the_agent_with_the_log_once_per_head() -> None:
+    state = RepoState(task=ROSTERED, pull=TRACKED, ci_retries=3, ci_log=(FAILED_JOB,))
+    actions = decided("workflow_run", workflow_run(attempt=4), state)
+    assert actions[:-1] == ci_blocked(3, log=FAILED_JOB_SECTION)
+    sent = actions[-1]
+    assert isinstance(sent, SendToAgent)
+    instructions = review.CI_FIX.format(
+        sha=HEAD[:7],
+        retries=3,
+        name="`CI`",
+        conclusion="failure",
+        link=f" (https://github.com/{REPO}/actions/runs/{RUN_ID})",
+        log=FAILED_JOB_SECTION,
+    )
+    message = messages.fix_request(
+        repo=REPO, number=TASK, pr=PR, agent="alice", instructions=instructions
+    )
+    assert sent == SendToAgent(
+        repo=REPO,
+        number=TASK,
+        agent="alice",
+        message=message.model_dump(mode="json"),
+        key=f"ci-fix:{REPO}#{PR}@{HEAD}",
+        reason=f"ci: re-runs exhausted for {HEAD[:7]}",
+    )
+    assert "E   assert 1 == 2" in messages.as_markdown(message)
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        pytest.param(
+            RepoState(task=task(TaskState.IN_REVIEW), pull=TRACKED, ci_retries=3),
+            id="agent-not-in-the-roster",
+        ),
+        pytest.param(
+            RepoState(
+                task=ROSTERED, pull=Pull(REPO, PR, TASK, HEAD, "mallory", False), ci_retries=3
+            ),
+            id="someone-elses-pull-request",
+        ),
+        pytest.param(
+            RepoState(task=ROSTERED, pull=Pull(REPO, PR, TASK, HEAD, AGENT, True), ci_retries=3),
+            id="the-agents-fork",
+        ),
+    ],
+)
+def test_only_the_tasks_agent_hears_of_its_own_blocked_pull_request(state: RepoState) -> None:
+    actions = decided("workflow_run", workflow_run(attempt=4), state)
+    assert any(isinstance(a, Comment) for a in actions)
+    assert not any(isinstance(a, SendToAgent) for a in actions)
+
+
+@pytest.mark.parametrize(
+    ("event", "data", "state", "config", "expected"),
+    [
+        pytest.param(
+            "workflow_run",
+            workflow_run(attempt=4),
+            RepoState(task=REVIEWED, pull=TRACKED, ci_retries=3),
+            DEFAULT_CONFIG,
+            review.RedRun(kind="workflow_run", id=RUN_ID, attempt=4, name="CI"),
+            id="workflow-run-exhausted",
+        ),
+        pytest.param(
+            "check_suite",
+            check_suite(),
+            RepoState(pull=TRACKED, ci_retries=3),
+            DEFAULT_CONFIG,
+            review.RedRun(kind="check_suite", id=SUITE_ID, attempt=1, name="CircleCI Checks"),
+            id="check-suite-exhausted",
+        ),
+        pytest.param(
+            "workflow_run",
+            workflow_run("timed_out"),
+            RepoState(task=REVIEWED, pull=TRACKED),
+            NO_RETRIES,
+            review.RedRun(kind="workflow_run", id=RUN_ID, attempt=1, name="CI"),
+            id="no-retries-configured",
+        ),
+        pytest.param(
+            "workflow_run",
+            workflow_run(),
+            RepoState(task=REVIEWED, pull=TRACKED, ci_retries=2),
+            DEFAULT_CONFIG,
+            None,
+            id="re-run-instead",
+        ),
+        pytest.param(
+            "workflow_run",
+            workflow_run(),
+            RepoState(task=task(TaskState.BLOCKED), pull=TRACKED, ci_retries=3),
+            DEFAULT_CONFIG,
+            None,
+            id="already-blocked",
+        ),
+        pytest.param(
+            "workflow_run",
+            workflow_run("success"),
+            RepoState(task=REVIEWED, pull=TRACKED, ci_retries=3),
+            DEFAULT_CONFIG,
+            None,
+            id="green",
+        ),
+        pytest.param(
+            "workflow_run",
+            workflow_run(sha=OLD),
+            RepoState(task=REVIEWED, pull=TRACKED, ci_retries=3),
+            DEFAULT_CONFIG,
+            None,
+            id="another-head",
+        ),
+        pytest.param(
+            "check_suite",
+            check_suite(slug="github-actions"),
+            RepoState(task=REVIEWED, pull=TRACKED, ci_retries=3),
+            DEFAULT_CONFIG,
+            None,
+            id="actions-suite-read-through-its-workflow-run",
+        ),
+        pytest.param(
+            "pull_request",
+            pull_request(),
+            RepoState(task=REVIEWED, pull=TRACKED, ci_retries=3),
+            DEFAULT_CONFIG,
+            None,
+            id="not-ci",
+        ),
+    ],
+)
+def test_the_failing_log_is_read_only_when_ci_blocks(
+    event: str,
+    data: dict[str, Any],
+    state: RepoState,
+    config: Config,
+    expected: review.RedRun | None,
+) -> None:
+    assert review.ci_log_wanted(Envelope.parse("d1", event, data), state, config) == expected
 
 
 def outside_code(markdown: str) -> str:
@@ -806,6 +1001,48 @@ def facts(
 def test_pull_facts_attempt_defaults_to_push() -> None:
     assert facts().attempt == "push"
     assert facts(attempt="reopened").attempt == "reopened"
+
+
+TESTS_REPORTED = Config(review=Review(tests_report="junit.xml"))
+TESTS_WHY = f"review: the test report of #{PR} at {HEAD[:7]}"
+
+
+@pytest.mark.parametrize(
+    ("quality", "config", "expected"),
+    [
+        pytest.param(
+            GateResult("quality", "fail", "bad", tests=gates.JUnitResult(40, 2, ("t.a", "t.b"))),
+            TESTS_REPORTED,
+            [
+                RecordTests(
+                    repo=REPO, number=PR, head_sha=HEAD, passed=40, failed=2, reason=TESTS_WHY
+                )
+            ],
+            id="counts-of-this-head",
+        ),
+        pytest.param(
+            GateResult("quality", "pass", "ok"),
+            TESTS_REPORTED,
+            [
+                RecordTests(
+                    repo=REPO, number=PR, head_sha=HEAD, passed=None, failed=None, reason=TESTS_WHY
+                )
+            ],
+            id="no-report-read-clears-an-older-heads",
+        ),
+        pytest.param(
+            GateResult("quality", "waiting", gates.WAITING), TESTS_REPORTED, [], id="code-not-run"
+        ),
+        pytest.param(
+            GateResult("quality", "pass", "ok", tests=gates.JUnitResult(1, 0)),
+            DEFAULT_CONFIG,
+            [],
+            id="not-configured",
+        ),
+    ],
+)
+def test_record_tests(quality: GateResult, config: Config, expected: list[Action]) -> None:
+    assert review.record_tests(REPO, facts(), quality, config) == expected
 
 
 @pytest.mark.parametrize(
@@ -1232,8 +1469,11 @@ def blocked(verdict: Verdict = BLOCKED, transition: bool = True) -> list[Action]
             category="fix-rounds",
             summary=f"#{PR}: {verdict.reason}",
             key=f"fix-rounds:{REPO}#{PR}",
+            meanwhile=review.BLOCKED_MEANWHILE["fix-rounds"].format(pull=PR),
+            reversible=True,
             reason=why,
         ),
+        Dispatch(repo=REPO, cause=f"blocked:fix-rounds:{REPO}#{PR}", reason=why),
     ]
 
 
@@ -1479,8 +1719,11 @@ def cannot(
             category=category,
             summary=f"#{PR}: {decision.reason}",
             key=key,
+            meanwhile=review.BLOCKED_MEANWHILE[category].format(pull=PR),
+            reversible=True,
             reason=why,
         ),
+        Dispatch(repo=REPO, cause=f"blocked:{key}", reason=why),
     ]
 
 
@@ -1677,6 +1920,11 @@ def test_review_failed(reason: str, shown: str) -> None:
             category="review-error",
             summary=f"#{PR}: the review of {HEAD[:7]} could not finish",
             key=f"review-error:{REPO}#{PR}@{HEAD}",
+            meanwhile=(
+                "both check runs of the head say the review failed; nothing was merged; "
+                "a new push is reviewed again"
+            ),
+            reversible=True,
             reason=why,
         ),
     ]
@@ -1761,15 +2009,23 @@ def red_main(
 ) -> list[Action]:
     names = ", ".join(checks)
     why = f"ci: {names} failed on main at {MERGE[:7]}, the merge of #{PR}"
+    # security-only: no issue, a deferred escalation saying what was done meanwhile
+    meanwhile = (
+        review.RED_MERGE_MEANWHILE_REVERT.format(revert=f"nightshift/revert-{PR}")
+        if revert
+        else review.RED_MERGE_MEANWHILE_NONE
+    )
     actions: list[Action] = [
         RecordEscalation(
             repo=REPO,
             number=TASK,
-            level="immediate",
+            level="immediate" if issue else "deferred",
             category="red-merge",
             summary=f"#{PR}: {names} failed on main after the merge ({MERGE[:7]})",
             key=RED_KEY,
-            reason=why,
+            meanwhile=None if issue else meanwhile,
+            reversible=None if issue else True,
+            reason=why if issue else f"{why} (escalation: security-only)",
         )
     ]
     template = review.RED_MERGE_REVERTING if revert else review.RED_MERGE_NOT_REVERTING

@@ -78,6 +78,26 @@ def test_nested_detours_unwind_in_order() -> None:
     assert move(task(S.BLOCKED, *back.previous), E.UNBLOCK) == Move(S.BLOCKED, S.IN_REVIEW, ())
 
 
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        pytest.param(task(S.BLOCKED, S.IN_PROGRESS), Move(S.BLOCKED, S.ASSIGNED), id="working"),
+        pytest.param(task(S.BLOCKED, S.IN_REVIEW), Move(S.BLOCKED, S.ASSIGNED), id="reviewed"),
+        pytest.param(
+            task(S.BLOCKED, S.PAUSED, S.CHANGES_REQUESTED),
+            Move(S.BLOCKED, S.ASSIGNED, (S.PAUSED,)),
+            id="keeps-the-rest-of-the-stack",
+        ),
+        pytest.param(task(S.BLOCKED, S.QUEUED), None, id="nobody-held-it"),
+        pytest.param(task(S.IN_PROGRESS), None, id="only-a-block"),
+    ],
+)
+def test_a_block_is_handed_over_only_from_work_an_agent_held(
+    given: Task, expected: Move | None
+) -> None:
+    assert move(given, E.HAND_OVER) == expected
+
+
 def test_the_return_stack_round_trips_through_the_store_format() -> None:
     from app.core.tasks import as_action, parse_previous
 

@@ -1,10 +1,11 @@
 """A recorded night, written through the store's own API at controlled times.
 
 Six tasks in `octo/repo`, accepted from 18:00 on 2026-01-01 (UTC):
-#101 merged the first time (after one CI re-run), #102 merged after a fix round, #103
-blocked by a conflict, #104 escalated for a security finding, #105 lost by dev-agent-3
-(no acknowledgement) and taken by its backup dev-agent-1 (70% done), #106 waiting for #103;
-and a deferred architecture decision on #105.
+#101 merged the first time (after one CI re-run; 47 tests passed), #102 merged after a fix
+round (2 tests failed, then its new head passed 32), #103 blocked by a conflict, #104
+escalated for a security finding, #105 lost by dev-agent-3 (no acknowledgement) and taken by
+its backup dev-agent-1 (70% done), #106 waiting for #103; and a deferred architecture
+decision on #105.
 """
 
 from __future__ import annotations
@@ -122,6 +123,7 @@ def seed_night(database_url: str) -> None:
     r.move(101, at(1, 18, 10), ("assigned", "in_progress"), "acknowledge", acked)
     r.move(101, at(1, 19), ("in_progress", "in_review"), "open_pr", "review: #147 opened")
     r.at(at(1, 19)).record_pull(REPO, 147, 101, "a" * 40, "dev1-bot", False)
+    assert r.at(at(1, 20)).record_tests(REPO, 147, "a" * 40, 47, 0)
     assert r.at(at(1, 19, 30)).count_ci_retry(REPO, "a" * 40, "run-1")
     r.move(101, at(1, 20, 5), ("in_review", "done"), "finish", "review: #147 merged")
     r.at(at(1, 20, 5)).mark_merged(REPO, 147, "e" * 40)
@@ -134,7 +136,11 @@ def seed_night(database_url: str) -> None:
     r.at(at(1, 19, 10)).record_pull(REPO, 148, 102, "b" * 40, "dev2-bot", False)
     r.move(102, at(1, 19, 40), ("in_review", "changes_requested"), "request_changes", "review: fix")
     assert r.at(at(1, 19, 40)).count_fix_round(REPO, 148, "b" * 40)
+    assert r.at(at(1, 19, 40)).record_tests(REPO, 148, "b" * 40, 30, 2)
     r.move(102, at(1, 20, 30), ("changes_requested", "in_review"), "push_fix", "review: pushed")
+    r.at(at(1, 20, 30)).record_pull(REPO, 148, 102, "9" * 40, "dev2-bot", False)
+    assert not r.at(at(1, 20, 40)).record_tests(REPO, 148, "b" * 40, 0, 32)  # a late review
+    assert r.at(at(1, 20, 50)).record_tests(REPO, 148, "9" * 40, 32, 0)
     r.move(102, at(1, 21), ("in_review", "done"), "finish", "review: #148 merged")
     r.at(at(1, 21)).mark_merged(REPO, 148, "f" * 40)
 

@@ -203,6 +203,104 @@ def test_transitions_are_compare_and_set(store: Store) -> None:
     assert store.audit_log()[-1].kind == "error"
 
 
+def test_a_blocks_level_is_recorded_once_and_only_for_that_block(store: Store) -> None:
+    from app.core.actions import RecordLevel, Transition
+
+    clock = [1000.0]
+    store.clock = lambda: clock[0]
+    executor = Executor(store, None, dry_run=False)
+    assert executor.execute(CTX, ACCEPT) == "sent"
+    clock[0] = 2000.0
+    block = Transition(
+        repo="octo/repo",
+        number=1,
+        event="block",
+        from_state="queued",
+        to_state="blocked",
+        previous="queued",
+        reason="review: conflict",
+    )
+    assert executor.execute(CTX, block) == "sent"
+    [facts] = store.dispatch_tasks("octo/repo")
+    assert (facts.state_since, facts.level, facts.blocked_why) == (2000.0, 0, "review: conflict")
+
+    def level(value: int, since: float) -> RecordLevel:
+        return RecordLevel(repo="octo/repo", number=1, level=value, since=since, reason="path")
+
+    assert executor.execute(CTX, level(1, 2000.0)) == "sent"
+    assert executor.execute(CTX, level(1, 2000.0)) == "skipped"  # a re-run
+    assert executor.execute(CTX, level(2, 1999.0)) == "skipped"  # an older block's decision
+    assert store.dispatch_tasks("octo/repo")[0].level == 1
+    # any move starts the clock again at level 0
+    clock[0] = 3000.0
+    unblock = Transition(
+        repo="octo/repo",
+        number=1,
+        event="unblock",
+        from_state="blocked",
+        to_state="queued",
+        reason="gone",
+    )
+    assert executor.execute(CTX, unblock) == "sent"
+    [facts] = store.dispatch_tasks("octo/repo")
+    assert (facts.state_since, facts.level, facts.blocked_why) == (3000.0, 0, None)
+
+
+def test_a_hand_over_gives_the_task_to_the_new_agent(store: Store) -> None:
+    from app.core.actions import Transition
+
+    store.transition("octo/repo", 1, None, "queued", None)
+    store.transition(
+        "octo/repo", 1, "queued", "assigned", None, event="assign", agent="a-bot", agent_name="a"
+    )
+    store.transition("octo/repo", 1, "assigned", "blocked", "assigned", event="block")
+    executor = Executor(store, None, dry_run=False)
+    hand_over = Transition(
+        repo="octo/repo",
+        number=1,
+        event="hand_over",
+        from_state="blocked",
+        to_state="assigned",
+        agent="b-bot",
+        agent_name="b",
+        expect_assignment=1,
+        exclude="a",
+        reason="blocked too long",
+    )
+    assert executor.execute(CTX, hand_over) == "sent"
+    assert executor.execute(CTX, hand_over) == "skipped"  # a re-run finds it made
+    [facts] = store.dispatch_tasks("octo/repo")
+    assert (facts.task.state, facts.task.agent_name, facts.task.assignment) == (
+        "assigned",
+        "b",
+        2,
+    )
+    assert facts.excluded == frozenset({"a"}) and facts.task.previous == ()
+
+
+def test_a_deferred_escalation_keeps_what_was_done_meanwhile(store: Store) -> None:
+    from app.core.actions import RecordEscalation
+
+    executor = Executor(store, None, dry_run=False)
+    deferred = RecordEscalation(
+        repo="octo/repo",
+        number=1,
+        level="deferred",
+        category="architecture",
+        summary="#1: which queue?",
+        key="architecture:octo/repo#1:d1",
+        meanwhile="the agent keeps working with its own judgment",
+        reversible=True,
+        reason="asked",
+    )
+    assert executor.execute(CTX, deferred) == "sent"
+    [row] = store.escalations("octo/repo")
+    assert (row["meanwhile"], row["reversible"]) == (
+        "the agent keeps working with its own judgment",
+        True,
+    )
+
+
 def test_dry_run_changes_no_state_of_its_own(store: Store) -> None:
     from app.core.actions import RememberConfigError
 
@@ -338,3 +436,16 @@ def test_a_revert_in_dry_run_is_recorded_not_made(store: Store, fake_github: Fak
     assert executor.execute(CTX, REVERT) == "recorded"
     assert calls(executor) == []
     assert store.audit_log()[-1].kind == "dry-run"
+
+
+def test_timers_are_set_once_per_cause_and_fired_once(store: Store) -> None:
+    assert store.add_timer("octo/repo", "ack:7:1", 77, 1000.0)
+    assert not store.add_timer("octo/repo", "ack:7:1", 77, 5000.0)  # a later pass asks again
+    assert store.add_timer("octo/repo", "level:7:900:2", 77, 2000.0)
+    assert store.due_timers(999.0) == []
+    assert store.due_timers(1500.0) == [("octo/repo", "ack:7:1", 77)]
+    store.fired_timer("octo/repo", "ack:7:1", 1500.0)
+    assert store.due_timers(3000.0) == [("octo/repo", "level:7:900:2", 77)]
+    # fired: asking for it again sets nothing (its cause names a deadline that passed)
+    assert not store.add_timer("octo/repo", "ack:7:1", 77, 1600.0)
+    assert store.pending_timers("octo/repo") == [("level:7:900:2", 2000.0)]

@@ -6,15 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
 
 from app.core import report as core
 from app.core.estimates import NEUTRAL_SCORE, Sample
 from app.effects.records import Records, ReportRun, build_report
 from app.effects.store import Store
-from app.effects.tables import metadata
 from app.engine.report import render_report
 from tests.effects.night import REPO, Recorder, at, seed_night
 
@@ -153,6 +149,27 @@ def test_report_runs_are_recorded_once(night: Records) -> None:
     assert night.runs("other/repo") == []
 
 
+def test_each_task_shows_the_tests_of_its_pull_requests_latest_review(
+    night: Records, database_url: str
+) -> None:
+    recorder = Recorder(database_url)
+    # #103's PR: a review read 12 passed and 1 failed; #104's: a review read no report
+    assert recorder.at(at(1, 22, 20)).record_tests(REPO, 149, "c" * 40, 12, 1)
+    assert recorder.at(at(1, 23, 5)).record_tests(REPO, 150, "d" * 40, 9, 0)
+    assert recorder.at(at(1, 23, 6)).record_tests(REPO, 150, "d" * 40, None, None)
+    recorder.close()
+    data = build_report(night, REPO, at(1, 6), at(2, 6))
+    assert {t.number: (t.tests_passed, t.tests_failed) for t in data.tasks} == {
+        101: (47, 0),
+        102: (32, 0),  # the merged head's, not the failing review of the head before
+        103: (12, 1),
+        104: (None, None),
+        105: (None, None),  # no pull request yet
+        106: (None, None),
+    }
+    assert "- **PR**: #149 (open)\n- **Tests**: 12 passed, 1 failed\n" in core.render(data)
+
+
 def test_a_quiet_period_has_nothing_to_report(night: Records) -> None:
     data = build_report(night, REPO, at(2, 6), at(3, 6))
     assert core.nothing_to_report(data)
@@ -176,10 +193,28 @@ def test_proposed_and_rejected_tasks_are_not_reported(store: Store, database_url
     assert Records(store).first_activity(REPO) == at(1, 18)
 
 
-def test_the_migration_matches_the_table(store: Store) -> None:
-    with store.engine.connect() as connection:
-        context = MigrationContext.configure(connection)
-        differences = compare_metadata(context, metadata)
-    about_reports = [d for d in differences if "reports" in repr(d)]
-    assert about_reports == []
-    assert sa.inspect(store.engine).has_table("reports")
+def test_a_blocked_task_handed_over_counts_as_lost_and_reports_its_level(
+    store: Store, database_url: str
+) -> None:
+    recorder = Recorder(database_url)
+    recorder.task(7, at(1, 18), "handed", ["autonomous"])
+    recorder.move(7, at(1, 19), ("queued", "assigned"), "assign", agent="a-bot", agent_name="a")
+    recorder.move(7, at(1, 20), ("assigned", "blocked"), "block", "commands: a is blocked: key",
+                  previous="assigned")  # fmt: skip
+    recorder.move(7, at(1, 21), ("blocked", "assigned"), "hand_over", "dispatch: level 1",
+                  agent="b-bot", agent_name="b", exclude="a")  # fmt: skip
+    recorder.move(7, at(1, 22), ("assigned", "blocked"), "block", "commands: b is blocked: key",
+                  previous="assigned")  # fmt: skip
+    assert recorder.store.record_level(REPO, 7, 2, at(1, 22))
+    recorder.close()
+    data = Records(store).report_data(REPO, None, at(2, 6))
+    [lost] = [p for p in data.problems if p.kind == "failover"]
+    assert (lost.agent, lost.to_agent, lost.task) == ("a", "b", 7)
+    [line] = data.tasks
+    assert (line.state, line.agent, line.level, line.waiting) == (
+        "blocked",
+        "b",
+        2,
+        "b is blocked: key",
+    )
+    assert Records(store).agent_records(REPO)["a"].lost == 1

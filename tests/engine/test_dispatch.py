@@ -365,3 +365,115 @@ def test_a_pending_acknowledgement_timer_survives_a_restart(
         for server in servers:
             server.shutdown()
             server.server_close()
+
+
+# the escalation path in seconds: a peer after 3 s, the lead after 6 s, an urgent issue at 9 s
+LEVELS: dict[str, Any] = {
+    **CONFIG,
+    "ack_timeout_minutes": 5,
+    "escalation_levels": {
+        "peer_minutes": 0.05,
+        "lead_minutes": 0.1,
+        "immediate_minutes": 0.15,
+        "lead": "octocat",
+    },
+}
+
+
+def test_a_blocked_task_goes_to_the_backup_after_the_first_threshold(
+    settings: Settings, fake_github: FakeGitHub, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    made, servers = make_scene(settings, fake_github, monkeypatch, LEVELS)
+    made.runtime.launch(workers=True)
+    try:
+        made.label(14)
+        made.until(lambda: made.agent_of(14) == "alpha")
+        made.deliver(
+            "issue_comment",
+            command_comment(
+                "/nightshift blocked the API key is missing", login="alpha-bot", number=14
+            ),
+        )
+        assert made.state(14) == "blocked"
+        # 3 s later (a durable timer) beta, alpha's backup, has it, on a branch of its own
+        made.until(lambda: made.agent_of(14) == "beta", timeout=30)
+        assert made.state(14) == "assigned"
+        made.until(lambda: made.beta.kinds() == ["task"])
+        context = made.beta.received[0]["json"]["content"]["context"]
+        assert context["branch"].startswith("nightshift/issue-14-")
+        assert context["branch"].endswith("-take-2")
+        assert "alpha was blocked on this task" in context["taken_over"]
+        made.until(lambda: made.alpha.kinds() == ["task", "task-withdrawn"])
+        assert any("Escalation level 1: the task goes to **beta**" in c for c in made.comments(14))
+        task = made.runtime.store.task(REPO, 14)
+        assert task is not None and task.assignment == 2
+    finally:
+        made.runtime.shutdown()
+        for server in servers:
+            server.shutdown()
+            server.server_close()
+
+
+def test_escalation_timers_survive_a_restart_and_climb_to_an_urgent_issue(
+    settings: Settings, fake_github: FakeGitHub, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """No peer can take the task (beta is full): the lead is asked, then an urgent issue;
+    the process stops right after the block and the timers fire in the next one. Closing
+    the urgent issue lets the task go back to work."""
+    monkeypatch.chdir(tmp_path)
+    solo = {**LEVELS, "maintainers": ["alice"]}
+    first, servers = make_scene(settings, fake_github, monkeypatch, solo)
+    fake_github.files[(REPO, "AGENT_ROSTER.md")] = roster(first.alpha.url, first.beta.url).replace(
+        "| 2 | - |", "| 0 | - |"
+    )
+    first.runtime.launch(workers=True)
+    try:
+        first.label(15)
+        first.until(lambda: first.agent_of(15) == "alpha")
+        first.deliver(
+            "issue_comment", command_comment("/nightshift ack", login="alpha-bot", number=15)
+        )
+        assert first.state(15) == "in_progress"
+        first.deliver(
+            "issue_comment",
+            command_comment(
+                "/nightshift blocked waiting for a decision", login="alpha-bot", number=15
+            ),
+        )
+        assert first.state(15) == "blocked"
+    finally:
+        first.runtime.shutdown()
+    second = Runtime(settings, github=app_client(fake_github))
+    second.configs.cache_seconds = 0
+    second.launch(workers=True)
+    try:
+        scene = Scene(second, fake_github, first.alpha, first.beta, [0.0], itertools.count(100))
+
+        def urgent() -> list[Any]:
+            return [i for i in fake_github.issues.values() if "nightshift:urgent" in i.labels]
+
+        scene.until(lambda: len(urgent()) == 1, timeout=60)
+        comments = scene.comments(15)
+        assert any("Escalation level 1: no peer or backup agent can take it" in c for c in comments)
+        assert any("Escalation level 2: @octocat, please decide" in c for c in comments)
+        [issue] = urgent()
+        assert issue.title.startswith("Nightshift: #15 blocked for ")
+        assert "waiting for a decision" in issue.body and "@alice" in issue.body
+        task = second.store.task(REPO, 15)
+        assert task is not None and task.state.value == "blocked"
+        # closing the urgent issue: handled; the task goes back to its agent's work
+        [(_, number)] = [
+            k for k, i in fake_github.issues.items() if "nightshift:urgent" in i.labels
+        ]
+        closed = labeled_issue(number=number, state="closed", label="nightshift:urgent")
+        scene.deliver("issues", {**closed, "action": "closed"})
+        scene.until(lambda: scene.state(15) == "in_progress")
+        blocked = [e for e in second.store.escalations(REPO) if e["category"] == "blocked"]
+        assert len(blocked) == 1 and blocked[0]["resolved_at"] is not None
+        assert len(urgent()) == 1  # one issue per block, however many passes ran
+    finally:
+        second.shutdown()
+        for server in servers:
+            server.shutdown()
+            server.server_close()

@@ -17,13 +17,15 @@ from typing import Any
 import httpx
 import pygit2
 import pytest
+import sqlalchemy as sa
 import yaml
 from dbos import DBOS
 
-from app.core import gates, labels
+from app.core import ci_log, gates, labels, roster
 from app.core import revert as rules_revert
 from app.core.rules import review as rules
 from app.effects.store import NewDelivery
+from app.effects.tables import pulls, tasks
 from app.engine.runtime import Runtime
 from app.settings import Settings
 from tests.effects.gitrepos import commit
@@ -262,6 +264,66 @@ def test_failing_tests_get_fix_instructions_then_the_fix_is_merged(scene: Scene)
     assert pull is not None and pull.fix_rounds == 1
 
 
+# the repository's test command writes a JUnit report, as pytest --junitxml would
+JUNIT_SCRIPT = b"""mkdir -p reports
+if grep -q hello src/greet.txt; then failure=''; else failure='<failure message="no"/>'; fi
+printf '<?xml version="1.0"?><testsuites><testsuite name="greet">\
+<testcase classname="tests.greet" name="test_says_hello">%s</testcase>\
+<testcase classname="tests.greet" name="test_is_short"/>\
+<testcase classname="tests.greet" name="test_in_french"><skipped/></testcase>\
+</testsuite></testsuites>' "$failure" > reports/junit.xml
+[ -z "$failure" ] || { echo "greeting is not hello"; exit 1; }
+"""
+REPORTED = {
+    "review": {
+        **CONFIG["review"],
+        "commands": [{"name": "tests", "run": "sh tests/junit.sh", "timeout_seconds": 60}],
+        "tests_report": "reports/junit.xml",
+    }
+}
+
+
+@needs_bwrap
+def test_the_test_report_is_summarized_named_in_the_fix_and_kept_for_the_report(
+    scene: Scene,
+) -> None:
+    scene.fake.files[(REPO, ".github/nightshift.yml")] = yaml.safe_dump(REPORTED)
+    scene.runtime.configs.forget(REPO)
+    change = {**GOOD_CHANGE, "tests/junit.sh": JUNIT_SCRIPT}
+
+    def summary(sha: str) -> str:
+        (run,) = [
+            r
+            for r in scene.fake.check_runs.values()
+            if r["head_sha"] == sha and r["name"] == QUALITY
+        ]
+        return str(run["output"]["summary"])
+
+    def counts() -> tuple[int | None, int | None]:
+        with scene.runtime.store.engine.connect() as connection:
+            row = connection.execute(
+                sa.select(pulls.c.tests_passed, pulls.c.tests_failed).where(pulls.c.number == 11)
+            ).one()
+        return row.tests_passed, row.tests_failed
+
+    bad = scene.open(11, {**change, "src/greet.txt": b"hey\n"})
+    assert scene.review(11, bad) == "fix"
+    assert gates.TESTS_COUNTED.format(passed=1, failed=1) in summary(bad).splitlines()
+    body = scene.fake.pulls[(REPO, 11)].reviews[-1]["body"]
+    failed = gates.TESTS_FAILED.format(
+        count=1, s="", path="`reports/junit.xml`", names="`tests.greet.test_says_hello`"
+    )
+    assert f"- {failed}" in body
+    assert counts() == (1, 1)
+
+    good = scene.push(11, change, parent=bad)
+    scene.fake.add_check(REPO, good, "ci/test")
+    scene.deliver("pull_request", scene.pr_event(11, good, "synchronize"))
+    assert scene.review(11, good) == "merged"
+    assert summary(good).endswith("\nTests: 2 passed, 0 failed.")
+    assert counts() == (2, 0)
+
+
 @needs_bwrap
 def test_five_failed_rounds_block_the_task_with_a_deferred_escalation(scene: Scene) -> None:
     head = scene.open(10, {**GOOD_CHANGE, "src/greet.txt": b"hey\n"})
@@ -332,10 +394,55 @@ def test_a_fork_waits_for_ok_to_test_before_its_code_runs_and_is_never_merged(sc
     )
 
 
+ROSTER = f"""| Agent | GitHub | Capabilities | Transport | Endpoint | Max tasks | Backup |
+|---|---|---|---|---|---|---|
+| bot | {AGENT} | python | github | mention:@{AGENT} | 3 | - |
+"""
+# the last attempt's log of the failing job, as Actions writes it
+CI_LOG = "".join(
+    f"2024-05-01T02:03:{n:02}.0000000Z {line}\n"
+    for n, line in enumerate(
+        [
+            "##[group]Run sh tests/check.sh",
+            "sh tests/check.sh",
+            "##[endgroup]",
+            "greeting is not hello ``` @acme/security",
+            "##[error]Process completed with exit code 1.",
+            "Cleaning up orphan processes",
+        ]
+    )
+)
+CI_EXCERPT = (
+    "````text\n##[group]Run sh tests/check.sh\nsh tests/check.sh\n##[endgroup]\n"
+    "greeting is not hello ``` @acme/security\n##[error]Process completed with exit code 1.\n"
+    "Cleaning up orphan processes\n````"
+)
+
+
+def rostered(scene: Scene) -> None:
+    """The task's agent is `bot` of the roster, told through a mention on the task's issue."""
+    scene.fake.files[(REPO, "AGENT_ROSTER.md")] = ROSTER  # what a dispatch pass reads again
+    scene.runtime.store.remember_roster(REPO, roster.parse(ROSTER).agents)
+    with scene.runtime.store.engine.begin() as connection:
+        connection.execute(sa.update(tasks).where(tasks.c.number == TASK).values(agent_name="bot"))
+
+
+def ci_comment(scene: Scene, number: int) -> str:
+    (body,) = [
+        str(c["body"])
+        for c in scene.fake.issue(REPO, number).comments
+        if str(c["body"]).startswith("CI still fails")
+    ]
+    return body
+
+
 @needs_bwrap
 def test_ci_failures_are_rerun_three_times_then_the_task_is_blocked(scene: Scene) -> None:
+    rostered(scene)
     sha = scene.open(14, GOOD_CHANGE, ci="failure")
     assert scene.review(14, sha) == "fix"
+    scene.fake.add_job(REPO, 900, "lint", "success", attempt=4)
+    job = scene.fake.add_job(REPO, 900, "test", attempt=4, log=CI_LOG, failed_step="Run tests")
     for attempt in range(1, 5):
         scene.deliver("workflow_run", workflow_run_event(run_id=900, head_sha=sha, attempt=attempt))
     assert [e for e in scene.fake.effects if "rerun-failed-jobs" in e] == [
@@ -343,7 +450,38 @@ def test_ci_failures_are_rerun_three_times_then_the_task_is_blocked(scene: Scene
     ] * 3
     assert scene.state() == "blocked"
     assert f"{REPO}#14:+{rules.BLOCKED_LABEL}" in scene.fake.effects
-    assert any(e.startswith(f"{REPO}#14:comment:CI still fails") for e in scene.fake.effects)
+    # the pull request says why, in CI's words, and so does the message the agent gets
+    heading = (
+        f"#### `test`, step `Run tests` (https://github.com/{REPO}/actions/runs/900/job/{job})"
+    )
+    comment = ci_comment(scene, 14)
+    assert f"\n\n{ci_log.LOG_INTRO}\n\n{heading}\n\n{CI_EXCERPT}\n\n" in comment
+    told = [
+        str(c["body"])
+        for c in scene.fake.issue(REPO, TASK).comments
+        if str(c["body"]).startswith(f"@{AGENT} ") and CI_EXCERPT in str(c["body"])
+    ]
+    assert len(told) == 1
+    assert f"pull request #14 (`{REPO}#{TASK}`)" in told[0]
+    assert f"{heading}\n\n{CI_EXCERPT}" in told[0]
+    # the log was read once, when the head was blocked, and without the installation token
+    downloads = [r for r in scene.fake.requests if r.path.endswith("/signedlogcontent")]
+    assert [r.auth for r in downloads] == [""]
+
+
+@needs_bwrap
+def test_a_ci_log_github_no_longer_has_is_said_to_be_unreadable(scene: Scene) -> None:
+    no_reruns = {**CONFIG, "limits": {"max_retry_attempts": 0}}
+    scene.fake.files[(REPO, ".github/nightshift.yml")] = yaml.safe_dump(no_reruns)
+    scene.runtime.configs.forget(REPO)
+    sha = scene.open(15, GOOD_CHANGE, ci="failure")
+    assert scene.review(15, sha) == "fix"
+    job = scene.fake.add_job(REPO, 901, "test", log="expired")
+    scene.fake.fail("GET", rf"/repos/{REPO}/actions/jobs/{job}/logs", 410, body={"message": "Gone"})
+    assert scene.deliver("workflow_run", workflow_run_event(run_id=901, head_sha=sha)) == "done"
+    assert scene.state() == "blocked"
+    unreadable = ci_log.LOG_UNREADABLE.format(why="GitHub answered 410 (Gone)")
+    assert f"/901/job/{job})\n\n{unreadable}\n\n<!--" in ci_comment(scene, 15)  # the marker
 
 
 @needs_bwrap

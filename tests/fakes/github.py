@@ -20,7 +20,12 @@ object ids (a blob's is git's own hash of its content): tests read `blobs`, `tre
 `commits` and `refs`, or the requests.
 
 Tests set up the state GitHub would have (`issue`, `pull`, `push`, `add_check`,
-`add_status`, `files`, `permissions`) and program failures with `fail`.
+`add_status`, `add_job`, `files`, `permissions`) and program failures with `fail`.
+
+A job's log is served as GitHub serves it: `GET .../actions/jobs/{id}/logs` answers 302 to
+a signed download URL on another host (`downloads`), which is storage, not the API: the
+contract does not judge it, and it refuses a request that carries a token (a client must
+not send its GitHub token to a host it was redirected to).
 
 Every request it handles, and its answer, goes to its `contract` hook: in the tests, the
 checks against GitHub's published API descriptions (tests/contract). Its answers carry the
@@ -171,6 +176,10 @@ class FakeGitHub:
         self.check_runs: dict[int, dict[str, Any]] = {}
         # (repo, sha) -> [(context, state)], oldest first: commit statuses
         self.statuses: dict[tuple[str, str], list[tuple[str, str]]] = {}
+        # id -> {repo, run_id, attempt, name, conclusion, failed_step, log}: Actions' jobs
+        self.jobs: dict[int, dict[str, Any]] = {}
+        # where job logs are downloaded from (`serve` points it at itself)
+        self.downloads = "https://pipelines.actions.githubusercontent.com"
         self.hook_deliveries: list[dict[str, Any]] = []
         # the Git Data API: (repo, sha) -> content / the request's body; (repo, ref) -> sha
         self.blobs: dict[tuple[str, str], bytes] = {}
@@ -220,9 +229,11 @@ class FakeGitHub:
         conclusion: str | None = "success",
         *,
         app: str = "github-actions",
+        output: dict[str, str] | None = None,
     ) -> int:
-        """A check run another app (CI) reports on `sha`; its id. No conclusion unless
-        `status` is completed."""
+        """A check run another app (CI) reports on `sha`, in the app's suite for that commit
+        (`check_suite_id`), with its `output` (title, summary, text); its id. No conclusion
+        unless `status` is completed."""
         with self._lock:
             run_id = next(self._ids)
             self.check_runs[run_id] = {
@@ -231,11 +242,42 @@ class FakeGitHub:
                 "name": name,
                 "status": status,
                 "conclusion": conclusion if status == "completed" else None,
-                "output": None,
+                "output": output,
                 "external_id": "",
                 "app": app,
             }
             return run_id
+
+    @staticmethod
+    def check_suite_id(repo: str, sha: str, app: str = "github-actions") -> int:
+        """The id of the app's check suite on the commit, which holds its check runs."""
+        return _id(repo, sha, app)
+
+    def add_job(
+        self,
+        repo: str,
+        run_id: int,
+        name: str,
+        conclusion: str = "failure",
+        *,
+        attempt: int = 1,
+        log: str = "",
+        failed_step: str | None = None,
+    ) -> int:
+        """A completed job of attempt `attempt` of workflow run `run_id`, and its `log`; its
+        id. A failed job's steps end with `failed_step` failing, if it is given."""
+        with self._lock:
+            job_id = next(self._ids)
+            self.jobs[job_id] = {
+                "repo": repo,
+                "run_id": run_id,
+                "attempt": attempt,
+                "name": name,
+                "conclusion": conclusion,
+                "failed_step": failed_step,
+                "log": log,
+            }
+            return job_id
 
     def add_status(self, repo: str, sha: str, context: str, state: str = "success") -> None:
         """A commit status (error, failure, pending, success); the newest per context counts."""
@@ -307,6 +349,14 @@ class FakeGitHub:
         if self.latency:
             time.sleep(self.latency)
         with self._lock:
+            download = _DOWNLOAD.fullmatch(request.url.path)
+            if download is not None:
+                # storage a 302 of the API sends a client to, not the API: nothing to judge
+                auth = request.headers.get("authorization", "")
+                self.requests.append(
+                    Recorded("GET", request.url.path, dict(request.url.params), None, auth)
+                )
+                return self._download_log(request, int(download["id"]))
             try:
                 response = self._handle(request)
             except Exception:
@@ -950,15 +1000,29 @@ class FakeGitHub:
     def _list_check_runs(self, request: httpx.Request, match: re.Match[str]) -> httpx.Response:
         """The runs on one commit (newest first); `filter=latest` (the default) keeps the
         newest run of each name."""
-        repo, sha, params = match["repo"], unquote(match["ref"]), request.url.params
-        runs = sorted(
-            (
-                (i, r)
-                for i, r in self.check_runs.items()
-                if (r["repo"], r["head_sha"]) == (repo, sha)
+        repo, sha = match["repo"], unquote(match["ref"])
+        return self._check_runs_answer(request, lambda r: (r["repo"], r["head_sha"]) == (repo, sha))
+
+    def _list_suite_check_runs(
+        self, request: httpx.Request, match: re.Match[str]
+    ) -> httpx.Response:
+        """The runs of one check suite: one app's runs on one commit."""
+        repo, suite = match["repo"], int(match["id"])
+        return self._check_runs_answer(
+            request,
+            lambda r: (
+                r["repo"] == repo
+                and self.check_suite_id(repo, r["head_sha"], r.get("app") or "github-actions")
+                == suite
             ),
-            reverse=True,
         )
+
+    def _check_runs_answer(
+        self, request: httpx.Request, selected: Callable[[dict[str, Any]], bool]
+    ) -> httpx.Response:
+        """The `selected` runs, newest first, filtered by the query as GitHub filters them."""
+        params = request.url.params
+        runs = sorted(((i, r) for i, r in self.check_runs.items() if selected(r)), reverse=True)
         if "check_name" in params:
             runs = [(i, r) for i, r in runs if r["name"] == params["check_name"]]
         if "status" in params:
@@ -1028,7 +1092,7 @@ class FakeGitHub:
                 "annotations_count": len(output.get("annotations") or []),
                 "annotations_url": f"{url}/annotations",
             },
-            "check_suite": {"id": _id(repo, sha, slug)},
+            "check_suite": {"id": self.check_suite_id(repo, sha, slug)},
             "app": app,
             "pull_requests": pulls,
         }
@@ -1081,6 +1145,64 @@ class FakeGitHub:
     def _rerequest_suite(self, request: httpx.Request, match: re.Match[str]) -> httpx.Response:
         self.effects.append(f"{match['repo']}:rerequest-check-suite:{match['id']}")
         return _json(201, {})
+
+    # Actions' jobs and their logs ------------------------------------------------------------
+
+    def _list_attempt_jobs(self, request: httpx.Request, match: re.Match[str]) -> httpx.Response:
+        repo, run_id, attempt = match["repo"], int(match["id"]), int(match["attempt"])
+        jobs = [
+            self._job(job_id, job)
+            for job_id, job in sorted(self.jobs.items())
+            if (job["repo"], job["run_id"], job["attempt"]) == (repo, run_id, attempt)
+        ]
+        return _json(200, {"total_count": len(jobs), "jobs": _page(request, jobs)})
+
+    def _job(self, job_id: int, job: dict[str, Any]) -> dict[str, Any]:
+        repo, run_id = job["repo"], job["run_id"]
+        shape = example("job")
+        step = shape["steps"][0]
+        steps = [step | {"name": "Set up job", "number": 1, "conclusion": "success"}]
+        if job["failed_step"] is not None:
+            steps.append(step | {"name": job["failed_step"], "number": 2, "conclusion": "failure"})
+        return shape | {
+            "id": job_id,
+            "run_id": run_id,
+            "run_url": f"{API}/repos/{repo}/actions/runs/{run_id}",
+            "run_attempt": job["attempt"],
+            "node_id": _node_id("J", job_id),
+            "url": f"{API}/repos/{repo}/actions/jobs/{job_id}",
+            "html_url": f"https://github.com/{repo}/actions/runs/{run_id}/job/{job_id}",
+            "status": "completed",
+            "conclusion": job["conclusion"],
+            "created_at": CREATED,  # the example lacks it, the schema requires it
+            "started_at": CREATED,
+            "completed_at": CREATED,
+            "name": job["name"],
+            "steps": steps,
+            "check_run_url": f"{API}/repos/{repo}/check-runs/{job_id}",
+        }
+
+    def _job_logs(self, request: httpx.Request, match: re.Match[str]) -> httpx.Response:
+        """302 to the log's signed download URL, as GitHub answers (with no body)."""
+        job_id = int(match["id"])
+        job = self.jobs.get(job_id)
+        if job is None or job["repo"] != match["repo"]:
+            return _not_found()
+        signature = _digest("log", job_id)
+        location = (
+            f"{self.downloads}/{signature[:20]}/_apis/pipelines/1/jobs/{job_id}/signedlogcontent"
+            f"?urlSigningMethod=HMACV1&urlSignature={signature}"
+        )
+        return httpx.Response(302, headers={"location": location})
+
+    def _download_log(self, request: httpx.Request, job_id: int) -> httpx.Response:
+        """The log's text, for the signed URL only, and never to a request with a token."""
+        job = self.jobs.get(job_id)
+        if request.headers.get("authorization"):
+            return httpx.Response(400, text="the download URL is signed: no Authorization")
+        if job is None or request.url.params.get("urlSignature") != _digest("log", job_id):
+            return httpx.Response(403, text="AuthenticationFailed")
+        return httpx.Response(200, text=job["log"], headers={"content-type": "text/plain"})
 
     def _association(self, repo: str, login: str) -> str:
         if login == repo.partition("/")[0]:
@@ -1233,6 +1355,8 @@ def _comment(repo: str, number: int, stored: dict[str, Any]) -> dict[str, Any]:
 
 
 _REPO = r"/repos/(?P<repo>[^/]+/[^/]+)"
+# a job log's signed download URL (FakeGitHub._job_logs makes them), on `downloads`
+_DOWNLOAD = re.compile(r"/[0-9a-f]{20}/_apis/pipelines/1/jobs/(?P<id>\d+)/signedlogcontent")
 _ROUTES: list[tuple[str, str, Handler, str]] = [
     ("POST", r"/app/installations/(?P<id>\d+)/access_tokens", FakeGitHub._access_token, "app"),
     ("GET", r"/app/hook/deliveries", FakeGitHub._list_hook_deliveries, "app"),
@@ -1288,6 +1412,19 @@ _ROUTES: list[tuple[str, str, Handler, str]] = [
         FakeGitHub._rerequest_suite,
         "installation",
     ),
+    (
+        "GET",
+        _REPO + r"/check-suites/(?P<id>\d+)/check-runs",
+        FakeGitHub._list_suite_check_runs,
+        "installation",
+    ),
+    (
+        "GET",
+        _REPO + r"/actions/runs/(?P<id>\d+)/attempts/(?P<attempt>\d+)/jobs",
+        FakeGitHub._list_attempt_jobs,
+        "installation",
+    ),
+    ("GET", _REPO + r"/actions/jobs/(?P<id>\d+)/logs", FakeGitHub._job_logs, "installation"),
     ("POST", r"(?:/api)?/graphql", FakeGitHub._graphql, "installation"),  # GHES: /api/graphql
     ("PATCH", _REPO + r"/issues/(?P<n>\d+)", FakeGitHub._update_issue, "installation"),
 ]
@@ -1350,6 +1487,8 @@ def serve(fake: FakeGitHub) -> Iterator[str]:
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
+    # the same server under another name: another origin, as GitHub's log storage is
+    fake.downloads = f"http://localhost:{port}"
     deadline = time.monotonic() + 10
     while not server.started:
         if time.monotonic() > deadline:

@@ -351,6 +351,54 @@ def test_ci_is_asked_to_run_again(fake: FakeGitHub, gh: httpx.Client) -> None:
     assert len(fake.effects) == 2
 
 
+def test_a_run_attempts_jobs_are_listed_and_a_log_is_a_signed_download(
+    fake: FakeGitHub, gh: httpx.Client
+) -> None:
+    failed = fake.add_job(REPO, 42, "test", attempt=2, log="boom\n", failed_step="Run tests")
+    fake.add_job(REPO, 42, "lint", "success", attempt=2)
+    fake.add_job(REPO, 42, "test", attempt=1)
+    jobs = ok(gh.get(f"/repos/{REPO}/actions/runs/42/attempts/2/jobs"))["jobs"]
+    assert [(j["name"], j["conclusion"], j["run_attempt"]) for j in jobs] == [
+        ("test", "failure", 2),
+        ("lint", "success", 2),
+    ]
+    assert [(s["name"], s["conclusion"]) for s in jobs[0]["steps"]] == [
+        ("Set up job", "success"),
+        ("Run tests", "failure"),
+    ]
+    assert jobs[0]["html_url"] == f"https://github.com/{REPO}/actions/runs/42/job/{failed}"
+
+    redirect = gh.get(f"/repos/{REPO}/actions/jobs/{failed}/logs")
+    assert redirect.status_code == 302 and not redirect.content
+    location = redirect.headers["location"]
+    assert location.startswith(fake.downloads + "/")
+    # the storage host takes the signed URL alone: a token sent along is refused
+    assert gh.get(location).status_code == 400
+    with httpx.Client(transport=fake.transport()) as anonymous:
+        download = anonymous.get(location)
+        assert (download.status_code, download.text) == (200, "boom\n")
+        assert anonymous.get(location.replace("urlSignature=", "urlSignature=x")).status_code == 403
+    assert gh.get(f"/repos/{REPO}/actions/jobs/999/logs").status_code == 404
+
+
+def test_a_check_suites_runs_are_one_apps_runs_on_one_commit(
+    fake: FakeGitHub, gh: httpx.Client
+) -> None:
+    output = {"title": "2 tests failed", "summary": "see below", "text": "test_a\ntest_b"}
+    mine = fake.add_check(REPO, SHA, "ci/test", conclusion="failure", app="circleci", output=output)
+    fake.add_check(REPO, SHA, "ci/lint", app="circleci")
+    fake.add_check(REPO, SHA, "build")  # GitHub Actions' suite
+    fake.add_check(REPO, "b" * 40, "ci/test", app="circleci")  # another commit
+    suite = fake.check_suite_id(REPO, SHA, "circleci")
+    runs = ok(gh.get(f"/repos/{REPO}/check-suites/{suite}/check-runs"))["check_runs"]
+    assert [(r["name"], r["conclusion"]) for r in runs] == [
+        ("ci/lint", "success"),
+        ("ci/test", "failure"),
+    ]
+    assert runs[1]["id"] == mine and runs[1]["check_suite"]["id"] == suite
+    assert {k: runs[1]["output"][k] for k in output} == output
+
+
 # -- the Git Data API and new pull requests ----------------------------------------------------
 
 

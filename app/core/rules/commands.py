@@ -329,6 +329,16 @@ def _cannot(reply: Reply, login: str, command: str, task: Task) -> Comment:
     )
 
 
+# what goes on while a deferred decision waits for the report (its "done meanwhile")
+BLOCKER_MEANWHILE = (
+    "the task is blocked; {agent} moved on to its next task; after the escalation levels' "
+    "thresholds it goes to a peer, then the lead"
+)
+ARCHITECTURE_MEANWHILE = (
+    "{agent} keeps working with its own best judgment, documented in the pull request; "
+    "nothing is merged without passing review"
+)
+
 MAINTAINER: dict[str, Callable[[Envelope, Task, str, Reply], list[Action]]] = {
     "approve": _approve,
     "pause": _pause,
@@ -364,7 +374,7 @@ def agent_command(
         step = move(task, Event.BLOCK)
         if step is None:
             return [_cannot(reply, login, "blocked", task)]
-        reason = f"commands: {agent} is blocked"
+        reason = f"commands: {agent} is blocked: {text or 'no reason given'}"
         key = f"blocked:{repo}#{number}:{env.delivery_id}"
         return [
             as_action(repo, number, step, Event.BLOCK, reason),
@@ -375,6 +385,8 @@ def agent_command(
                 category="blocker",
                 summary=f"#{number}: {text or 'no reason given'}",
                 key=key,
+                meanwhile=BLOCKER_MEANWHILE.format(agent=agent),
+                reversible=True,
                 reason=reason,
             ),
             reply(BLOCKED.format(agent=agent, reason=_quoted(text)), reason),
@@ -396,6 +408,8 @@ def agent_command(
                 category="architecture",
                 summary=summary,
                 key=key,
+                meanwhile=ARCHITECTURE_MEANWHILE.format(agent=agent),
+                reversible=True,
                 reason=f"commands: {agent} asks an architecture question",
             ),
             reply(DEFERRED, f"commands: {agent} asks an architecture question"),

@@ -30,16 +30,22 @@ def resolve(repo: str, escalation: Escalation, by: str, cause: str) -> list[Acti
     """Resolve it; the task it escalated returns where it was, and a pass looks again."""
     why = f"escalation: {escalation.category} resolved by @{by}"
     actions: list[Action] = [ResolveEscalation(repo=repo, key=escalation.key, by=by, reason=why)]
-    if escalation.task is not None and escalation.task_state == State.ESCALATED.value:
+    # the task it stopped: escalated (a security concern), or blocked too long (the
+    # escalation path's last level): it goes back to where it was
+    returns = {State.ESCALATED.value: Event.DEESCALATE}
+    if escalation.category == "blocked":
+        returns[State.BLOCKED.value] = Event.UNBLOCK
+    event = returns.get(escalation.task_state or "")
+    if escalation.task is not None and event is not None:
         task = Task(
             repo,
             escalation.task,
-            State.ESCALATED,
+            State(escalation.task_state or ""),
             tuple(State(s) for s in escalation.task_previous),
         )
-        step = move(task, Event.DEESCALATE)
+        step = move(task, event)
         if step is not None:
-            actions.append(as_action(repo, task.number, step, Event.DEESCALATE, why))
+            actions.append(as_action(repo, task.number, step, event, why))
     actions.append(Dispatch(repo=repo, cause=cause, reason=why))
     return actions
 

@@ -8,12 +8,13 @@ reviewed; every other pull request is none of Nightshift's business.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
 from app.core import assignment as messages
-from app.core import gates, revert
+from app.core import ci_log, gates, revert
 from app.core.actions import (
     Action,
     AddLabels,
@@ -26,6 +27,7 @@ from app.core.actions import (
     PublishCheck,
     RecordEscalation,
     RecordPull,
+    RecordTests,
     RemoveLabel,
     RerequestCheckSuite,
     RerunFailedJobs,
@@ -53,10 +55,17 @@ REVIEWABLE = frozenset(
 )
 FAILED_CONCLUSIONS = frozenset({"failure", "timed_out"})
 
+CI_STILL_FAILS = (
+    "CI still fails on {sha} after {retries} re-run(s): {name} ended `{conclusion}`{link}."
+)
 CI_BLOCKED = (
-    "CI still fails on {sha} after {retries} re-run(s): {name} ended `{conclusion}`{link}.\n\n"
-    "{mention}please fix the failure and push again; Nightshift will not re-run it further "
-    "for this commit."
+    CI_STILL_FAILS + "\n\n{mention}please fix the failure and push again; Nightshift will not "
+    "re-run it further for this commit.{log}"
+)
+# the same news through the agent's own transport (a webhook agent may not read comments)
+CI_FIX = (
+    CI_STILL_FAILS + " The task is blocked until you fix the failure and push to the same "
+    "branch; Nightshift will not re-run it further for this commit.{log}"
 )
 
 
@@ -163,20 +172,11 @@ def _ci_run(env: Envelope) -> tuple[str, dict[str, Any]] | None:
 @router.on("check_suite", "completed")
 def on_ci_completed(env: Envelope, state: RepoState, config: Config) -> Sequence[Action]:
     """A red CI run on a reviewed head: re-run it, up to `max_retry_attempts` per commit."""
-    found = _ci_run(env)
+    found = _red_on_head(env, state)
     pull = state.pull
     if found is None or pull is None or env.repository is None:
         return []
     kind, run = found
-    if run.get("conclusion") not in FAILED_CONCLUSIONS or run.get("head_sha") != pull.head_sha:
-        return []
-    if kind == "check_suite" and _is_actions(run):
-        return []  # GitHub Actions suites arrive as workflow_run too: handled there
-    if kind == "check_suite" and _app_id(run) is not None and _app_id(run) == state.app_id:
-        return []  # our own check runs' suite: a failed gate is not flaky CI
-    task = state.task
-    if task is not None and task.state not in REVIEWABLE:
-        return []
     repo = env.repository
     limit = config.limits.max_retry_attempts
     name = _run_name(kind, run)
@@ -201,20 +201,69 @@ def on_ci_completed(env: Envelope, state: RepoState, config: Config) -> Sequence
     return blocked_by_ci(repo, pull, state, name, str(run.get("conclusion")), run)
 
 
+def _red_on_head(env: Envelope, state: RepoState) -> tuple[str, dict[str, Any]] | None:
+    """The delivery's CI run or suite, when it failed on the head of a pull request under
+    review: what on_ci_completed re-runs, or blocks on once the re-runs are used up."""
+    found = _ci_run(env)
+    pull = state.pull
+    if found is None or pull is None or env.repository is None:
+        return None
+    kind, run = found
+    if run.get("conclusion") not in FAILED_CONCLUSIONS or run.get("head_sha") != pull.head_sha:
+        return None
+    if kind == "check_suite" and _is_actions(run):
+        return None  # GitHub Actions suites arrive as workflow_run too: handled there
+    if kind == "check_suite" and _app_id(run) is not None and _app_id(run) == state.app_id:
+        return None  # our own check runs' suite: a failed gate is not flaky CI
+    task = state.task
+    if task is not None and task.state not in REVIEWABLE:
+        return None
+    return found
+
+
+@dataclass(frozen=True)
+class RedRun:
+    """A red CI result whose failing log the effects layer reads before deciding."""
+
+    kind: str  # workflow_run (GitHub Actions: its jobs' logs) or check_suite (check runs)
+    id: int
+    attempt: int  # the workflow run's attempt that failed (1 for a check suite)
+    name: str
+
+
+def ci_log_wanted(env: Envelope, state: RepoState, config: Config) -> RedRun | None:
+    """The CI result to read the failing log of, for blocked_by_ci to quote: only when its
+    re-runs are used up, so a log is read once a head is blocked, never on every delivery."""
+    found = _red_on_head(env, state)
+    if found is None or state.ci_retries < config.limits.max_retry_attempts:
+        return None
+    kind, run = found
+    run_id, attempt = run.get("id"), run.get("run_attempt")
+    if not isinstance(run_id, int):
+        return None
+    attempt = attempt if kind == "workflow_run" and isinstance(attempt, int) else 1
+    return RedRun(kind=kind, id=run_id, attempt=attempt, name=_run_name(kind, run))
+
+
 def blocked_by_ci(
     repo: str, pull: Pull, state: RepoState, name: str, conclusion: str, run: dict[str, Any]
 ) -> list[Action]:
+    """Blocked: CI still fails after its re-runs. The comment and the agent's fix request
+    say which run failed and quote its failing log (state.ci_log)."""
     why = f"ci: re-runs exhausted for {pull.head_sha[:7]}"
     url = run.get("html_url")
-    agent = state.task.agent if state.task is not None else None
-    body = CI_BLOCKED.format(
-        sha=pull.head_sha[:7],
-        retries=state.ci_retries,
-        name=gates.code(name, 100),  # the run's name is the PR's to choose: quoted, capped
-        conclusion=gates.plain(conclusion, 30),
-        link=f" ({url})" if isinstance(url, str) and url.startswith("https://") else "",
-        mention=f"@{agent} " if agent else "",
-    )
+    task = state.task
+    agent = task.agent if task is not None else None
+    log = ci_log.section(state.ci_log)
+    facts = {
+        "sha": pull.head_sha[:7],
+        "retries": state.ci_retries,
+        "name": gates.code(name, 100),  # the run's name is the PR's to choose: quoted, capped
+        "conclusion": gates.plain(conclusion, 30),
+        "link": f" ({url})" if isinstance(url, str) and url.startswith("https://") else "",
+        "log": f"\n\n{log}" if log else "",
+    }
+    body = CI_BLOCKED.format(**facts, mention=f"@{agent} " if agent else "")
     notice = Comment(
         repo=repo,
         number=pull.number,
@@ -226,7 +275,28 @@ def blocked_by_ci(
         f"#{pull.number}: CI {gates.code(name, 100)} still fails after {state.ci_retries} re-run(s)"
     )
     key = f"ci:{repo}#{pull.number}@{pull.head_sha}"
-    return block(repo, pull.number, pull.task, state.task, why, notice, "ci", summary, key)
+    blocked = block(repo, pull.number, pull.task, state.task, why, notice, "ci", summary, key)
+    own = agent is not None and pull.author.lower() == agent.lower() and not pull.fork
+    if task is None or task.agent_name is None or not own:
+        return blocked  # only the task's agent hears it, about its own pull request
+    message = messages.fix_request(
+        repo=repo,
+        number=pull.task,
+        pr=pull.number,
+        agent=task.agent_name,
+        instructions=CI_FIX.format(**facts),
+    )
+    return [
+        *blocked,
+        SendToAgent(
+            repo=repo,
+            number=pull.task,
+            agent=task.agent_name,
+            message=message.model_dump(mode="json"),
+            key=f"ci-fix:{repo}#{pull.number}@{pull.head_sha}",  # once per head
+            reason=why,
+        ),
+    ]
 
 
 def block(
@@ -241,7 +311,10 @@ def block(
     key: str,
 ) -> list[Action]:
     """Blocked for a person: the task moved, the PR labelled, the agent told (`notice`),
-    and a deferred escalation recorded for the report."""
+    a deferred escalation recorded for the report (with what was done meanwhile: nothing
+    merged, so it can all be undone), and a dispatch pass, which starts the block's climb
+    up the escalation path (app.core.dispatch)."""
+    meanwhile = BLOCKED_MEANWHILE.get(category, BLOCKED_MEANWHILE["merge"]).format(pull=pull_number)
     return [
         *_task_move(repo, task, Event.BLOCK, why),
         AddLabels(repo=repo, number=pull_number, labels=(BLOCKED_LABEL,), reason=why),
@@ -253,9 +326,30 @@ def block(
             category=category,
             summary=summary,
             key=key,
+            meanwhile=meanwhile,
+            reversible=True,
             reason=why,
         ),
+        Dispatch(repo=repo, cause=f"blocked:{key}", reason=why),
     ]
+
+
+# what was done while a blocked pull request's decision waits (the report's "done meanwhile")
+BLOCKED_MEANWHILE = {
+    "ci": (
+        "re-ran the failed CI up to the limit and asked the agent to fix it; #{pull} stays "
+        "open and unmerged, labelled nightshift:blocked"
+    ),
+    "fix-rounds": (
+        "sent fix instructions for every failed review; #{pull} stays open and unmerged, "
+        "labelled nightshift:blocked"
+    ),
+    "conflict": (
+        "asked the agent to rebase; nothing was resolved or merged; #{pull} stays open, "
+        "labelled nightshift:blocked"
+    ),
+    "merge": "nothing was merged; #{pull} stays open, labelled nightshift:blocked",
+}
 
 
 # -- a merge that turned the default branch red --------------------------------------------
@@ -273,6 +367,11 @@ RED_MERGE_REVERTING = (
     "issue), or fix {branch} another way and close this issue. If the revert cannot be made "
     "(it conflicts), Nightshift says so here and a human must revert #{pull}."
 )
+RED_MERGE_MEANWHILE_REVERT = (
+    "opened a pull request that reverts the merge (from {revert}) for a human to merge; "
+    "the default branch stays red until then"
+)
+RED_MERGE_MEANWHILE_NONE = "nothing: review.revert_on_red is off; the default branch stays red"
 RED_MERGE_NOT_REVERTING = (
     "revert #{pull} or fix {branch}: `review.revert_on_red` is off, so Nightshift does not "
     "revert it."
@@ -367,25 +466,33 @@ def red_merge(
     key = f"red-merge:{repo}@{sha}"
     where = gates.plain(branch, 100)
     why = f"ci: {names} failed on {where} at {sha[:7]}, the merge of #{merged.number}"
+    reverting = config.review.revert_on_red
+    # an urgent issue unless the repository wants issues for security escalations only:
+    # then the matter waits for the report, saying what was done meanwhile
+    issue = config.escalation == "all"
+    meanwhile = (
+        RED_MERGE_MEANWHILE_REVERT.format(revert=revert.branch_for(merged.number))
+        if reverting
+        else RED_MERGE_MEANWHILE_NONE
+    )
     actions: list[Action] = [
         RecordEscalation(
             repo=repo,
             number=merged.task,
-            level="immediate",
+            level="immediate" if issue else "deferred",
             category="red-merge",
             summary=f"#{merged.number}: {names} failed on {where} after the merge ({sha[:7]})",
             key=key,
-            reason=why,
+            meanwhile=None if issue else meanwhile,
+            reversible=None if issue else True,
+            reason=why if issue else f"{why} (escalation: security-only)",
         )
     ]
-    reverting = config.review.revert_on_red
     action = (RED_MERGE_REVERTING if reverting else RED_MERGE_NOT_REVERTING).format(
         revert=gates.code(revert.branch_for(merged.number)),
         branch=gates.code(branch),
         pull=merged.number,
     )
-    # an urgent issue unless the repository wants issues for security escalations only
-    issue = config.escalation == "all"
     if issue:
         actions.append(
             OpenIssue(
@@ -551,6 +658,26 @@ def publish(repo: str, head: str, result: GateResult, attempt: str = "push") -> 
         output=gates.check_run_output(result),
         reason=f"review: {result.gate} gate: {result.outcome}",
     )
+
+
+def record_tests(
+    repo: str, pull: PullFacts, quality: GateResult, config: Config
+) -> list[RecordTests]:
+    """Keep the test counts gate 2 read for the morning report, once PR code ran with a
+    test report configured; a report this head did not give clears an older head's."""
+    if config.review.tests_report is None or quality.outcome == "waiting":
+        return []
+    tests = quality.tests
+    return [
+        RecordTests(
+            repo=repo,
+            number=pull.number,
+            head_sha=pull.head_sha,
+            passed=tests.passed if tests is not None else None,
+            failed=tests.failed if tests is not None else None,
+            reason=f"review: the test report of #{pull.number} at {pull.head_sha[:7]}",
+        )
+    ]
 
 
 def checks_pending(config: Config, head: str, checks: Sequence[CheckResult]) -> bool:
@@ -794,6 +921,11 @@ def review_failed(
             category="review-error",
             summary=f"#{number}: the review of {head[:7]} could not finish",
             key=f"review-error:{repo}#{number}@{head}",
+            meanwhile=(
+                "both check runs of the head say the review failed; nothing was merged; "
+                "a new push is reviewed again"
+            ),
+            reversible=True,
             reason=why,
         ),
     ]
