@@ -47,6 +47,11 @@ class Settings(BaseSettings):
         default=Path(".nightshift-cache"),
         description="Bare mirrors and review worktrees (removed after each review).",
     )
+    spare_worktrees: bool = Field(
+        default=True,
+        description="Keep one checkout per repository ready for its next review (disk: one"
+        " working tree per repository reviewed).",
+    )
     review_concurrency: int = Field(
         default=2, ge=1, le=64, description="Reviews run at once by a worker (one per repo)."
     )

@@ -6,6 +6,13 @@ Layout under the cache directory (created owner-only, 0700: it holds private cod
     locks/<owner>/<name>.lock        flock held while the mirror's refs or worktrees change
     worktrees/<owner>/<name>/<wt>    one review's checkout, detached at the reviewed commit
     worktrees/<owner>/<name>/<wt>.lock  flock held for the worktree's whole life
+    worktrees/<owner>/<name>/spare-<hex>.ready  a spare worktree, complete and never used
+
+A spare is a worktree checked out in the background (when a pull request's head has been
+fetched, and again each time a spare is taken) so that the next review of the repository
+waits only for the files that differ from the spare's commit, not for a whole checkout.
+It is never shown to any code before it is taken, and once taken it is a review's own
+worktree, removed when that review ends, like any other: no checkout is used twice.
 
 Owner and name are lower-cased in paths (GitHub names are case-insensitive).
 
@@ -31,13 +38,21 @@ import secrets
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 import pygit2
-from pygit2.enums import DeltaStatus, DiffFind, FileMode, Option, RepositoryOpenFlag
+from pygit2.enums import (
+    CheckoutStrategy,
+    DeltaStatus,
+    DiffFind,
+    FileMode,
+    Option,
+    RepositoryOpenFlag,
+)
 
 from app.core.review_facts import AddedLine, ChangedFile, Diff, FileStatus
 
@@ -45,6 +60,8 @@ logger = logging.getLogger(__name__)
 
 PULL_REF = "refs/nightshift/pull/{pull}"
 TEMP_BRANCH_PREFIX = "nightshift-worktree-"
+SPARE_PREFIX = "spare-"
+READY_SUFFIX = ".ready"
 FETCH_TIMEOUT_SECONDS = 600.0
 TOKEN_USER = "x-access-token"  # noqa: S105 (GitHub's user name for installation tokens)
 
@@ -71,6 +88,8 @@ FETCH_TIMED_OUT = "fetching {refs} of {repo} took more than {seconds:g} s and wa
 WORKTREE_FAILED = "could not check out {commit} of {repo}: {detail}"
 FETCHED = "fetched %s of %s in %.2f s"
 WORKTREE_REMOVED = "removed worktree %s of %s left behind by an earlier run"
+SPARE_FAILED = "could not prepare a spare worktree of %s/%s at %s: %s"
+SPARE_UNUSABLE = "spare worktree %s of %s/%s could not be switched to %s (%s): removed"
 
 # GitHub: owners are letters, digits and hyphens (not first), at most 39; repository names
 # letters, digits, '.', '_', '-', at most 100, and never '.' or '..'.
@@ -104,10 +123,16 @@ class Mirrors:
         *,
         clone_url: Callable[[str], str] = lambda repo: f"https://github.com/{repo}.git",
         fetch_timeout: float = FETCH_TIMEOUT_SECONDS,
+        spares: bool = False,
     ) -> None:
         self.cache_dir = cache_dir
         self.clone_url = clone_url
         self.fetch_timeout = fetch_timeout
+        # Spare worktrees (see the module's docstring): one per repository, prepared by a
+        # thread of this process; `_preparing` holds the thread preparing each.
+        self.spares = spares
+        self._preparing: dict[tuple[str, str], threading.Thread] = {}
+        self._guard = threading.Lock()
         # libgit2 re-hashes (SHA-1DC) every object it reads; git does not: `git fetch`'s
         # index-pack hashed each one, with collision detection, when it arrived. Checking
         # out 3,000 files (bench/worktree.py on tmpfs) took 312 ms with it, 241 ms without;
@@ -138,6 +163,9 @@ class Mirrors:
             mirror = self._ensure_mirror(owner, name)
             if refspecs:
                 self._git_fetch(repo, mirror, token, refspecs)
+        if pull is not None and self.spares:
+            # the review that fetched it checks this head out next: start on it now
+            self.prepare(repo, self.head_of_pull(repo, pull))
 
     def head_of_pull(self, repo: str, pull: int) -> str:
         """The commit last fetched as the pull request's head."""
@@ -149,28 +177,67 @@ class Mirrors:
 
     @contextmanager
     def worktree(self, repo: str, commit: str, *, label: str) -> Iterator[Path]:
-        """A worktree detached at `commit`, removed when the block ends, however it ends."""
+        """A worktree detached at `commit`, removed when the block ends, however it ends.
+
+        With spares on, a spare worktree is taken and switched to `commit` if one is ready
+        (one being prepared by this process is waited for), and another is prepared in
+        the background for the next review; else the whole tree is checked out here.
+        """
         owner, name = _split(repo)
         target = _commit_of(self._open(repo), commit, repo)
         worktrees = self._dir("worktrees", owner, name)
-        worktree = f"{_safe_label(label)}-{secrets.token_hex(4)}"
-        path = worktrees / worktree
-        held = _try_lock(worktrees / f"{worktree}.lock")
-        if held is None:  # the name is random: someone else has it only by a fluke
-            raise GitError(WORKTREE_FAILED.format(commit=commit, repo=repo, detail="name taken"))
-        try:
-            try:
-                self._add_worktree(owner, name, worktree, path, target.id)
-            except pygit2.GitError as exc:
+        spare = self._take_spare(owner, name, target) if self.spares else None
+        if spare is not None:
+            worktree, held = spare
+        else:
+            worktree = f"{_safe_label(label)}-{secrets.token_hex(4)}"
+            lock = _try_lock(worktrees / f"{worktree}.lock")
+            if lock is None:  # the name is random: someone else has it only by a fluke
                 raise GitError(
-                    WORKTREE_FAILED.format(commit=commit, repo=repo, detail=exc)
-                ) from exc
+                    WORKTREE_FAILED.format(commit=commit, repo=repo, detail="name taken")
+                )
+            held = lock
+        path = worktrees / worktree
+        try:
+            if spare is None:
+                try:
+                    self._add_worktree(owner, name, worktree, path, target.id)
+                except pygit2.GitError as exc:
+                    raise GitError(
+                        WORKTREE_FAILED.format(commit=commit, repo=repo, detail=exc)
+                    ) from exc
+            if self.spares:
+                self.prepare(repo, str(target.id))
             yield path
         finally:
             try:
                 _remove_worktree(self._mirror_path(owner, name), path, worktree)
             finally:
                 _release(worktrees / f"{worktree}.lock", held)
+
+    def prepare(self, repo: str, commit: str) -> None:
+        """Start preparing a spare worktree of `repo` at `commit` in the background, unless
+        one is ready or being prepared by this process. Failures are logged, not raised:
+        a review without a spare checks its tree out itself."""
+        owner, name = _split(repo)
+        with self._guard:
+            if (owner, name) in self._preparing:
+                return
+            thread = threading.Thread(
+                target=self._prepare_spare,
+                args=(owner, name, commit),
+                name=f"nightshift-spare-{owner}/{name}",
+                daemon=True,  # a spare cut short by exit is removed at the next start
+            )
+            self._preparing[owner, name] = thread
+        thread.start()
+
+    def settle(self, timeout: float | None = None) -> None:
+        """Wait for the spares being prepared (tests, benchmarks, an orderly stop)."""
+        with self._guard:
+            threads = list(self._preparing.values())
+        for thread in threads:
+            thread.join(timeout)
 
     def diff(self, repo: str, base: str, head: str) -> Diff:
         """What `head` changes since its merge base with `base` (a commit or a branch).
@@ -213,6 +280,64 @@ class Mirrors:
         return removed
 
     # -- internals -----------------------------------------------------------------------
+
+    def _prepare_spare(self, owner: str, name: str, commit: str) -> None:
+        try:
+            worktrees = self._dir("worktrees", owner, name)
+            if any(worktrees.glob(f"{SPARE_PREFIX}*{READY_SUFFIX}")):
+                return  # one is enough
+            target = _commit_of(_open_repository(self._mirror_path(owner, name)), commit, "")
+            worktree = f"{SPARE_PREFIX}{secrets.token_hex(4)}"
+            held = _try_lock(worktrees / f"{worktree}.lock")
+            if held is None:
+                return
+            ready = False
+            try:
+                self._add_worktree(owner, name, worktree, worktrees / worktree, target.id)
+                (worktrees / f"{worktree}{READY_SUFFIX}").touch(mode=0o600)
+                ready = True
+            finally:
+                if ready:
+                    os.close(held)  # the lock file stays: whoever takes the spare locks it
+                else:
+                    try:
+                        _remove_worktree(
+                            self._mirror_path(owner, name), worktrees / worktree, worktree
+                        )
+                    finally:
+                        _release(worktrees / f"{worktree}.lock", held)
+        except Exception as exc:  # a thread of its own: nobody to raise to
+            logger.warning(SPARE_FAILED, owner, name, commit, exc)
+        finally:
+            with self._guard:
+                self._preparing.pop((owner, name), None)
+
+    def _take_spare(self, owner: str, name: str, target: pygit2.Commit) -> tuple[str, int] | None:
+        """Claim a ready spare and switch it to `target`: its name and the held lock."""
+        with self._guard:
+            preparing = self._preparing.get((owner, name))
+        if preparing is not None:
+            preparing.join()  # sooner than a checkout of our own, which would wait for it
+        worktrees = self._dir("worktrees", owner, name)
+        mirror_path = self._mirror_path(owner, name)
+        while True:
+            # Claimed under the repository lock, so a cleanup cannot remove it meanwhile;
+            # the marker goes first, so nobody else claims it once the lock is ours.
+            with _locked(self._repo_lock(owner, name)):
+                claimed = _claim_spare(worktrees)
+            if claimed is None:
+                return None
+            worktree, held = claimed
+            try:
+                _switch(worktrees / worktree, target)
+            except (pygit2.GitError, OSError, KeyError, ValueError) as exc:
+                logger.warning(SPARE_UNUSABLE, worktree, owner, name, target.id, exc)
+                try:
+                    _remove_worktree(mirror_path, worktrees / worktree, worktree)
+                finally:
+                    _release(worktrees / f"{worktree}.lock", held)
+                continue
+            return worktree, held
 
     def _dir(self, *parts: str) -> Path:
         # mkdir(parents=True) gives the parents default permissions: the root first.
@@ -345,6 +470,7 @@ class Mirrors:
                 continue
             try:
                 path = worktrees / worktree
+                (worktrees / f"{worktree}{READY_SUFFIX}").unlink(missing_ok=True)
                 if _remove_worktree(mirror_path, path, worktree):
                     logger.warning(WORKTREE_REMOVED, worktree, f"{owner}/{name}")
                     removed += 1
@@ -510,6 +636,36 @@ def _remove_worktree(mirror_path: Path, path: Path, worktree: str) -> bool:
             mirror.lookup_worktree(worktree).prune(True)
             removed = True
     return removed
+
+
+def _claim_spare(worktrees: Path) -> tuple[str, int] | None:
+    """A ready spare's name and its lock, now held, with its marker gone; or None."""
+    for ready in sorted(worktrees.glob(f"{SPARE_PREFIX}*{READY_SUFFIX}")):
+        worktree = ready.name.removesuffix(READY_SUFFIX)
+        if _LABEL_UNSAFE.search(worktree):
+            continue  # not a name this module made
+        held = _try_lock(worktrees / f"{worktree}.lock")
+        if held is None:
+            continue
+        if not ready.exists():  # taken and finished between the glob and the lock
+            os.close(held)
+            continue
+        ready.unlink()
+        return worktree, held
+    return None
+
+
+def _switch(path: Path, target: pygit2.Commit) -> None:
+    """Check a spare out at `target`: only the files that differ are written (libgit2
+    compares the index's stat data with the tree), then its HEAD is detached there."""
+    tree = _open_repository(path)
+    if not tree.head_is_detached or tree.is_bare:
+        raise ValueError("not a detached worktree")
+    tree.checkout_tree(  # type: ignore[no-untyped-call]  # pygit2 leaves it untyped
+        tree[target.id].peel(pygit2.Tree),
+        strategy=CheckoutStrategy.FORCE | CheckoutStrategy.REMOVE_UNTRACKED,
+    )
+    tree.set_head(target.id)
 
 
 def _delete_branch(mirror: pygit2.Repository, name: str) -> None:

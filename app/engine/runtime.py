@@ -136,7 +136,9 @@ class Runtime:
             self.store, self.executor, self.metrics, self.configs, settings.app_id
         )
         self.mirrors = Mirrors(
-            settings.cache_dir, clone_url=clone_url or clone_url_for(settings.github_api_url)
+            settings.cache_dir,
+            clone_url=clone_url or clone_url_for(settings.github_api_url),
+            spares=settings.spare_worktrees,
         )
         self.reviews = review_engine().bind(
             self.store,
@@ -279,6 +281,7 @@ class Runtime:
         self._wake.set()
         for thread in self._threads:
             thread.join(timeout=5)
+        self.mirrors.settle(timeout=10)  # a spare cut short is removed at the next start
         self.reviews.close()
         self.dispatch.close()
         self.report.close()

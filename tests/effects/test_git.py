@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pygit2
 import pytest
+from pygit2.enums import FileMode
 
 from app.effects.git import (
     MAX_ADDED_LINE_CHARS,
@@ -339,6 +340,164 @@ def test_cleanup_prunes_metadata_whose_directory_is_gone(
 
     assert mirrors.cleanup() == 1
     assert worktree_count(cache) == 0
+
+
+# -- spare worktrees ---------------------------------------------------------------------
+
+
+def snapshot(path: Path) -> dict[str, tuple[int, bytes]]:
+    """Every entry below a worktree but git's own: its mode and its content (a link's
+    target), to compare a switched spare with a checkout made from nothing."""
+    found: dict[str, tuple[int, bytes]] = {}
+    for entry in sorted(path.rglob("*")):
+        name = entry.relative_to(path).as_posix()
+        if name == ".git":
+            continue
+        mode = entry.lstat().st_mode
+        if entry.is_symlink():
+            found[name] = (mode, str(entry.readlink()).encode())
+        elif entry.is_file():
+            found[name] = (mode, entry.read_bytes())
+        else:
+            found[name] = (mode, b"")
+    return found
+
+
+def spares_of(cache: Path) -> list[str]:
+    """The spares ready for the next review."""
+    worktrees = cache / "worktrees" / "octo" / "widget"
+    return sorted(p.name.removesuffix(".ready") for p in worktrees.glob("spare-*.ready"))
+
+
+@pytest.fixture
+def with_spares(cache: Path, remote: Remote) -> Mirrors:
+    return Mirrors(cache, clone_url=remote.clone_url, spares=True)
+
+
+def divergent_head(remote: Remote) -> str:
+    """A head far from `main`: a file changed, one added, one deleted, an executable, a
+    link, and a directory that became a file."""
+    repo = remote.repo
+    builder = repo.TreeBuilder()
+    builder.insert("README.md", repo.create_blob(b"# widget, renewed\n"), FileMode.BLOB)
+    builder.insert("run.sh", repo.create_blob(b"#!/bin/sh\necho hi\n"), FileMode.BLOB_EXECUTABLE)
+    builder.insert("link", repo.create_blob(b"README.md"), FileMode.LINK)
+    nested = repo.TreeBuilder()
+    nested.insert("inner.txt", repo.create_blob(b"inner\n"), FileMode.BLOB)
+    nested.insert("deep", repo.create_blob(b"a file now\n"), FileMode.BLOB)
+    builder.insert("src", nested.write(), FileMode.TREE)  # src/widget.py gone
+    tree = builder.write()
+    main = repo[remote.main].peel(pygit2.Commit)
+    head = repo.create_commit(None, main.author, main.committer, "rewrite", tree, [main.id])
+    repo.references.create("refs/pull/8/head", head, force=True)
+    return str(head)
+
+
+def test_a_fetched_head_is_prepared_as_a_spare_and_the_review_takes_it(
+    with_spares: Mirrors, remote: Remote, cache: Path
+) -> None:
+    with_spares.fetch(REPO, None, pull=7)
+    with_spares.settle()
+    assert len(spares_of(cache)) == 1
+    spare = spares_of(cache)[0]
+
+    with with_spares.worktree(REPO, remote.pull, label="quality") as path:
+        assert path.name == spare
+        assert spares_of(cache) == []  # claimed: no one else gets it
+        checkout = pygit2.Repository(str(path))
+        assert checkout.head_is_detached and str(checkout.head.target) == remote.pull
+        assert checkout.status() == {}
+        assert (path / "src" / "widget.py").read_bytes() == b"def widget():\n    return 2\n"
+        with_spares.settle()
+        assert len(spares_of(cache)) == 1  # the next one, prepared meanwhile
+        assert spares_of(cache) != [spare]
+
+    assert not path.exists()
+    assert not (path.parent / f"{spare}.lock").exists()
+    assert worktree_count(cache) == 1  # only the next spare
+
+
+def test_a_switched_spare_is_the_same_tree_as_a_fresh_checkout(
+    with_spares: Mirrors, mirrors: Mirrors, remote: Remote, cache: Path
+) -> None:
+    head = divergent_head(remote)
+    with_spares.fetch(REPO, None, branches=["main"])
+    with_spares.prepare(REPO, remote.main)  # a spare at the base, far from the head
+    with_spares.settle()
+    with_spares.fetch(REPO, None, pull=8)  # one is ready: no second spare
+    with_spares.settle()
+    assert len(spares_of(cache)) == 1
+
+    with mirrors.worktree(REPO, head, label="fresh") as fresh:  # no spares: from nothing
+        expected = snapshot(fresh)
+    with with_spares.worktree(REPO, head, label="quality") as path:
+        assert path.name.startswith("spare-")
+        assert snapshot(path) == expected
+        assert pygit2.Repository(str(path)).status() == {}
+        assert (path / "src" / "deep").read_bytes() == b"a file now\n"
+        assert not (path / "src" / "widget.py").exists()
+
+
+def test_a_broken_spare_is_removed_and_the_tree_checked_out_from_nothing(
+    with_spares: Mirrors, remote: Remote, cache: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with_spares.fetch(REPO, None, pull=7)
+    with_spares.settle()
+    spare = spares_of(cache)[0]
+    (cache / "worktrees" / "octo" / "widget" / spare / ".git").unlink()  # not a worktree now
+
+    with with_spares.worktree(REPO, remote.pull, label="quality") as path:
+        assert path.name.startswith("quality-")
+        assert (path / "NEW.md").read_bytes() == b"new\n"
+        assert not (path.parent / spare).exists()
+    assert f"spare worktree {spare} of octo/widget could not be switched" in caplog.text
+    with_spares.settle()
+
+
+def test_a_spare_that_cannot_be_prepared_leaves_nothing(
+    with_spares: Mirrors, remote: Remote, cache: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with_spares.fetch(REPO, None, branches=["main"])
+    with_spares.prepare(REPO, "0" * 40)
+    with_spares.settle()
+    assert "could not prepare a spare worktree of octo/widget" in caplog.text
+    assert spares_of(cache) == [] and worktree_count(cache) == 0
+    assert list((cache / "worktrees" / "octo" / "widget").iterdir()) == []
+
+
+def test_two_reviews_at_once_never_share_a_spare(
+    with_spares: Mirrors, remote: Remote, cache: Path
+) -> None:
+    with_spares.fetch(REPO, None, pull=7)
+    with_spares.settle()
+    with (
+        with_spares.worktree(REPO, remote.pull, label="one") as one,
+        with_spares.worktree(REPO, remote.main, label="two") as two,
+    ):
+        assert one != two
+        assert (one / "NEW.md").exists() and not (two / "NEW.md").exists()
+    with_spares.settle()
+    assert not one.exists() and not two.exists()
+
+
+def test_cleanup_at_start_up_removes_spares_too(
+    with_spares: Mirrors, remote: Remote, cache: Path
+) -> None:
+    with_spares.fetch(REPO, None, pull=7)
+    with_spares.settle()
+    assert spares_of(cache)
+
+    assert Mirrors(cache, clone_url=remote.clone_url).cleanup() == 1
+    assert spares_of(cache) == [] and worktree_count(cache) == 0
+    assert list((cache / "worktrees" / "octo" / "widget").iterdir()) == []
+
+
+def test_without_spares_nothing_is_prepared(mirrors: Mirrors, remote: Remote, cache: Path) -> None:
+    mirrors.fetch(REPO, None, pull=7)
+    with mirrors.worktree(REPO, remote.pull, label="quality") as path:
+        assert path.name.startswith("quality-")
+    mirrors.settle()
+    assert spares_of(cache) == [] and worktree_count(cache) == 0
 
 
 # -- the diff -----------------------------------------------------------------------------
