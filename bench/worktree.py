@@ -5,25 +5,31 @@ binary files, some history) as a bare "GitHub" in a temporary directory, then me
 the same run, --runs times each, and prints the medians and ratios:
 
 - checkout for a review, from a warm bare mirror:
-  `Mirrors.worktree` (pygit2) / the same with libgit2's default of re-hashing every
-  object read (which `Mirrors` turns off) / `git worktree add --detach` on the same
-  mirror / a fresh `git clone --no-local` of the "GitHub" repository (no hardlinks:
-  objects go through pack-objects and index-pack as from a server, minus the network);
-- fetch over smart HTTP (`git http-backend` behind basic auth on 127.0.0.1, the tests'
-  server): the whole history into an empty mirror, then one new push, with
-  pygit2 (`Remote.fetch`, credentials from `RemoteCallbacks`) and with the git CLI
-  (`Mirrors.fetch`, which runs `git fetch`).
+  `Mirrors.worktree` taking a spare (what a review waits for when the spare was prepared
+  at the head, as the fetch of that head does, and when it is 40 files behind, as after
+  a review of another head) / the background preparation of that spare /
+  `Mirrors.worktree` with spares off (a whole checkout, which `Mirrors` has git's command
+  line make) / libgit2's checkout of a new worktree (`Repository.add_worktree`, the way
+  `Mirrors` took before) / `git worktree add --detach` run by hand on the same mirror /
+  a fresh `git clone` of the "GitHub" repository over smart HTTP (`git http-backend` on
+  127.0.0.1 with the token: as from GitHub, minus the network's latency and bandwidth)
+  and with `--no-local` from disk (no hardlinks: objects go through pack-objects and
+  index-pack, minus HTTP);
+- fetch over smart HTTP (the same server): the whole history into an empty mirror, then
+  one new push, with pygit2 (`Remote.fetch`, credentials from `RemoteCallbacks`) and with
+  the git CLI (`Mirrors.fetch`, which runs `git fetch`).
 
     python bench/worktree.py [--files 3000] [--runs 7] [--json] [--dir /dev/shm]
 
 Each checkout starts after a `sync`, in an order varied per run. On a disk, creating the
-files dominates all three checkouts; `--dir /dev/shm` (tmpfs) shows the CPU cost of each.
+files dominates every whole checkout; `--dir /dev/shm` (tmpfs) shows the CPU cost of each.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import random
 import shutil
@@ -42,32 +48,12 @@ import pygit2
 from pygit2.enums import FileMode
 
 from app.effects.git import PULL_REF, TOKEN_USER, Mirrors
-from tests.effects.gitrepos import GitHttpServer, commit
+from tests.effects.gitrepos import GitHttpServer, basic_auth, commit
 
-ROOT = Path(__file__).resolve().parents[1]
 REPO = "bench/widget"
 TOKEN = "ghs_BenchToken0000000000000000000000000"  # noqa: S105 (the test server's)
 PYGIT2_VERSION = getattr(pygit2, "__version__", "?")
 EXAMPLE = "module0.py"  # a file every checkout must have
-# `Mirrors.worktree` with libgit2's default of re-hashing every object it reads, after one
-# warm-up (as the main process is warm): prints the seconds the checkout took.
-REHASHING = """
-import sys, time
-from pathlib import Path
-sys.path.insert(0, sys.argv[1])
-import pygit2
-from pygit2.enums import Option
-from app.effects.git import Mirrors
-mirrors = Mirrors(Path(sys.argv[2]))
-pygit2.option(Option.ENABLE_STRICT_HASH_VERIFICATION, True)
-with mirrors.worktree(sys.argv[3], sys.argv[4], label="warm-up"):
-    pass
-context = mirrors.worktree(sys.argv[3], sys.argv[4], label="bench")
-started = time.perf_counter()
-context.__enter__()
-print(time.perf_counter() - started)
-context.__exit__(None, None, None)
-"""
 # Words and symbols of Python-like source, so blobs compress and delta as code does.
 VOCABULARY = (
     "def return self import from class if else for while in not and or None True False "
@@ -126,32 +112,72 @@ def git(*args: str | Path) -> None:
 
 
 def measure_worktrees(
-    mirrors: Mirrors, mirror: Path, remote: Path, sha: str, work: Path, runs: int
+    mirrors: Mirrors,
+    spares: Mirrors,
+    mirror: Path,
+    remote: Path,
+    url: str,
+    sha: str,
+    work: Path,
+    runs: int,
 ) -> dict[str, list[float]]:
     times: dict[str, list[float]] = {
-        "pygit2 worktree": [],
-        "pygit2 worktree removal": [],
-        "pygit2 worktree, re-hashing": [],
+        "worktree, spare at the head": [],
+        "worktree, spare 40 files behind": [],
+        "spare preparation (background)": [],
+        "worktree, no spare": [],
+        "worktree removal": [],
+        "libgit2 add_worktree": [],
         "git worktree add": [],
         "git worktree remove": [],
+        "git clone over smart HTTP": [],
         "git clone --no-local": [],
     }
-    rng = random.Random(5)  # noqa: S311 (the order of the three, varied per run)
+    rng = random.Random(5)  # noqa: S311 (the order of the measures, varied per run)
+    parent = str(pygit2.Repository(str(mirror))[sha].peel(pygit2.Commit).parents[0].id)
+
+    def take(name: str) -> None:
+        subprocess.run(["sync"], check=True)
+        context = spares.worktree(REPO, sha, label="bench")
+        started = time.perf_counter()
+        path = context.__enter__()
+        times[name].append(time.perf_counter() - started)
+        assert path.name.startswith("spare-") and (path / EXAMPLE).is_file()
+        context.__exit__(None, None, None)
+        spares.settle()  # the next spare, which taking this one started
+
+    def spared(run: int) -> None:
+        spares.cleanup()  # no spare left from the run before
+        started = time.perf_counter()
+        spares.prepare(REPO, parent)
+        spares.settle()
+        times["spare preparation (background)"].append(time.perf_counter() - started)
+        take("worktree, spare 40 files behind")
+        take("worktree, spare at the head")  # the one prepared at the head by the take
+        spares.cleanup()
 
     def ours(run: int) -> None:
         context = mirrors.worktree(REPO, sha, label="bench")
         started = time.perf_counter()
         path = context.__enter__()
-        times["pygit2 worktree"].append(time.perf_counter() - started)
+        times["worktree, no spare"].append(time.perf_counter() - started)
         assert (path / EXAMPLE).is_file()
-        times["pygit2 worktree removal"].append(timed(lambda: context.__exit__(None, None, None)))
+        times["worktree removal"].append(timed(lambda: context.__exit__(None, None, None)))
 
-    def rehashing(run: int) -> None:
-        # In a process of its own: libgit2 keeps state across repositories (its pack
-        # cache) that blurs the option when it is switched back and forth in one process.
-        child = [sys.executable, "-c", REHASHING, str(ROOT), str(mirrors.cache_dir), REPO, sha]
-        seconds = subprocess.run(child, check=True, capture_output=True, text=True).stdout
-        times["pygit2 worktree, re-hashing"].append(float(seconds))
+    def libgit2(run: int) -> None:
+        repository = pygit2.Repository(str(mirror))
+        path = work / f"libgit2-{run}"
+        started = time.perf_counter()
+        branch = repository.branches.local.create(
+            f"bench-{run}", repository[sha].peel(pygit2.Commit)
+        )
+        repository.add_worktree(f"libgit2-{run}", str(path), branch)
+        pygit2.Repository(str(path)).set_head(pygit2.Oid(hex=sha))
+        times["libgit2 add_worktree"].append(time.perf_counter() - started)
+        assert (path / EXAMPLE).is_file()
+        shutil.rmtree(path)
+        repository.lookup_worktree(f"libgit2-{run}").prune(True)
+        branch.delete()
 
     def cli(run: int) -> None:
         path = work / f"cli-{run}"
@@ -171,7 +197,16 @@ def measure_worktrees(
         assert (path / EXAMPLE).is_file()  # checked out, not only fetched
         shutil.rmtree(path)
 
-    measures: list[Callable[[int], None]] = [ours, rehashing, cli, clone]
+    def http_clone(run: int) -> None:
+        path = work / f"http-clone-{run}"
+        header = f"http.extraHeader=Authorization: {basic_auth(TOKEN)}"
+        times["git clone over smart HTTP"].append(
+            timed(lambda: git("-c", header, "clone", "--quiet", url, path))
+        )
+        assert (path / EXAMPLE).is_file()
+        shutil.rmtree(path)
+
+    measures: list[Callable[[int], None]] = [spared, ours, libgit2, cli, clone, http_clone]
     for run in range(runs):
         for measure in rng.sample(measures, len(measures)):
             subprocess.run(["sync"], check=True)  # no write-back left from the one before
@@ -245,6 +280,8 @@ def main() -> None:
         "--dir", type=Path, default=None, help="where to work (default: the system temp dir)"
     )
     options = parser.parse_args()
+    # each run's spares.cleanup() removes the spare left by the run before, on purpose
+    logging.getLogger("app.effects.git").setLevel(logging.ERROR)
 
     with tempfile.TemporaryDirectory(prefix="nightshift-bench-", dir=options.dir) as temporary:
         work = Path(temporary)
@@ -257,18 +294,34 @@ def main() -> None:
 
         mirrors = Mirrors(work / "cache", clone_url=lambda repo: str(root / f"{repo}.git"))
         mirrors.fetch(REPO, None, pull=1, branches=["main"])
+        spares = Mirrors(work / "cache", spares=True)  # the same cache: the same mirror
         mirror = work / "cache" / "mirrors" / "bench" / "widget.git"
-        worktrees = measure_worktrees(mirrors, mirror, remote_path, sha, work, options.runs)
+        with GitHttpServer(root, token=TOKEN) as server:
+            worktrees = measure_worktrees(
+                mirrors, spares, mirror, remote_path, server.url(REPO), sha, work, options.runs
+            )
         fetches = measure_fetches(remote_repo, root, work, options.runs)
 
     medians = {name: statistics.median(values) for name, values in {**worktrees, **fetches}.items()}
     ratios = {
-        "pygit2 worktree / git worktree add": medians["pygit2 worktree"]
+        "worktree, spare at the head / git worktree add": medians["worktree, spare at the head"]
         / medians["git worktree add"],
-        "pygit2 worktree re-hashing / git worktree add": medians["pygit2 worktree, re-hashing"]
+        "worktree, spare 40 files behind / git worktree add": medians[
+            "worktree, spare 40 files behind"
+        ]
         / medians["git worktree add"],
-        "git clone --no-local / pygit2 worktree": medians["git clone --no-local"]
-        / medians["pygit2 worktree"],
+        "worktree, no spare / git worktree add": medians["worktree, no spare"]
+        / medians["git worktree add"],
+        "libgit2 add_worktree / git worktree add": medians["libgit2 add_worktree"]
+        / medians["git worktree add"],
+        "git clone over smart HTTP / worktree, spare 40 files behind": medians[
+            "git clone over smart HTTP"
+        ]
+        / medians["worktree, spare 40 files behind"],
+        "git clone over smart HTTP / worktree, no spare": medians["git clone over smart HTTP"]
+        / medians["worktree, no spare"],
+        "git clone --no-local / worktree, no spare": medians["git clone --no-local"]
+        / medians["worktree, no spare"],
         "pygit2 fetch / git fetch, full": medians["pygit2 fetch, full"]
         / medians["git fetch, full"],
         "pygit2 fetch / git fetch, one push": medians["pygit2 fetch, one push"]
@@ -295,11 +348,11 @@ def main() -> None:
     for name, value in medians.items():
         spread = {**worktrees, **fetches}[name]
         print(
-            f"  {name:<28} {value * 1000:8.1f} ms  (min {min(spread) * 1000:.1f}, max"
+            f"  {name:<33} {value * 1000:8.1f} ms  (min {min(spread) * 1000:.1f}, max"
             f" {max(spread) * 1000:.1f})"
         )
     for name, value in ratios.items():
-        print(f"  {name:<42} {value:5.2f}x")
+        print(f"  {name:<60} {value:6.2f}x")
 
 
 if __name__ == "__main__":

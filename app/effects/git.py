@@ -59,7 +59,7 @@ from app.core.review_facts import AddedLine, ChangedFile, Diff, FileStatus
 logger = logging.getLogger(__name__)
 
 PULL_REF = "refs/nightshift/pull/{pull}"
-TEMP_BRANCH_PREFIX = "nightshift-worktree-"
+TEMP_BRANCH_PREFIX = "nightshift-worktree-"  # branches of worktrees made by earlier versions
 SPARE_PREFIX = "spare-"
 READY_SUFFIX = ".ready"
 FETCH_TIMEOUT_SECONDS = 600.0
@@ -86,6 +86,7 @@ NO_MERGE_BASE = "{base} and {head} of {repo} have no common history"
 FETCH_FAILED = "fetching {refs} of {repo} failed (git exit {code}): {detail}"
 FETCH_TIMED_OUT = "fetching {refs} of {repo} took more than {seconds:g} s and was stopped"
 WORKTREE_FAILED = "could not check out {commit} of {repo}: {detail}"
+WORKTREE_TIMED_OUT = "checking out {commit} took more than {seconds:g} s and was stopped"
 FETCHED = "fetched %s of %s in %.2f s"
 WORKTREE_REMOVED = "removed worktree %s of %s left behind by an earlier run"
 SPARE_FAILED = "could not prepare a spare worktree of %s/%s at %s: %s"
@@ -134,9 +135,10 @@ class Mirrors:
         self._preparing: dict[tuple[str, str], threading.Thread] = {}
         self._guard = threading.Lock()
         # libgit2 re-hashes (SHA-1DC) every object it reads; git does not: `git fetch`'s
-        # index-pack hashed each one, with collision detection, when it arrived. Checking
-        # out 3,000 files (bench/worktree.py on tmpfs) took 312 ms with it, 241 ms without;
-        # `git worktree add` 151 ms. The setting is libgit2's, for the whole process.
+        # index-pack hashed each one, with collision detection, when it arrived. A whole
+        # checkout of 3,000 files with libgit2 (bench/worktree.py on tmpfs) took 312 ms
+        # with it, 241 ms without; it still weighs on the diffs and the spares' switches.
+        # The setting is libgit2's, for the whole process.
         pygit2.option(Option.ENABLE_STRICT_HASH_VERIFICATION, False)
 
     def fetch(
@@ -200,12 +202,7 @@ class Mirrors:
         path = worktrees / worktree
         try:
             if spare is None:
-                try:
-                    self._add_worktree(owner, name, worktree, path, target.id)
-                except pygit2.GitError as exc:
-                    raise GitError(
-                        WORKTREE_FAILED.format(commit=commit, repo=repo, detail=exc)
-                    ) from exc
+                self._add_worktree(owner, name, worktree, path, target.id)
             if self.spares:
                 self.prepare(repo, str(target.id))
             yield path
@@ -286,7 +283,8 @@ class Mirrors:
             worktrees = self._dir("worktrees", owner, name)
             if any(worktrees.glob(f"{SPARE_PREFIX}*{READY_SUFFIX}")):
                 return  # one is enough
-            target = _commit_of(_open_repository(self._mirror_path(owner, name)), commit, "")
+            mirror = _open_repository(self._mirror_path(owner, name))
+            target = _commit_of(mirror, commit, f"{owner}/{name}")
             worktree = f"{SPARE_PREFIX}{secrets.token_hex(4)}"
             held = _try_lock(worktrees / f"{worktree}.lock")
             if held is None:
@@ -379,28 +377,33 @@ class Mirrors:
         # 60-80 ms against 25-35 ms (git starts three processes). What git buys: a hard
         # deadline (its process group is killed; a stalled libgit2 call cannot be stopped
         # from Python) and auto-gc, where libgit2 adds a pack per fetch and never repacks.
+        refs = ", ".join(spec.partition(":")[0].lstrip("+") for spec in refspecs)
+        args = ["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--"]
+        started = time.monotonic()
+        code, output = self._run_git(
+            mirror,
+            [*args, self.clone_url(repo), *refspecs],
+            _git_environment(token),
+            FETCH_TIMED_OUT.format(refs=refs, repo=repo, seconds=self.fetch_timeout),
+        )
+        if code != 0:
+            detail = _redact(output, token).strip()[-1000:]
+            raise GitError(FETCH_FAILED.format(refs=refs, repo=repo, code=code, detail=detail))
+        logger.info(FETCHED, refs, repo, time.monotonic() - started)
+
+    def _run_git(
+        self, mirror: Path, args: list[str], env: dict[str, str], timed_out: str
+    ) -> tuple[int, str]:
+        """Run git on the mirror within the deadline: its exit code and its output."""
         git = shutil.which("git")
         if git is None:
             raise GitError(NO_GIT)
-        refs = ", ".join(spec.partition(":")[0].lstrip("+") for spec in refspecs)
-        args = [
-            git,
-            f"--git-dir={mirror}",
-            "fetch",
-            "--quiet",
-            "--no-tags",
-            "--no-write-fetch-head",
-            "--",
-            self.clone_url(repo),
-            *refspecs,
-        ]
-        started = time.monotonic()
         process = subprocess.Popen(
-            args,
+            [git, f"--git-dir={mirror}", *args],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            env=_git_environment(token),
+            env=env,
             start_new_session=True,  # so a timeout stops git's helpers too
         )
         try:
@@ -408,35 +411,35 @@ class Mirrors:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.communicate()
-            raise GitError(
-                FETCH_TIMED_OUT.format(refs=refs, repo=repo, seconds=self.fetch_timeout)
-            ) from None
-        if process.returncode != 0:
-            detail = _redact(output.decode("utf-8", "replace"), token).strip()[-1000:]
-            raise GitError(
-                FETCH_FAILED.format(refs=refs, repo=repo, code=process.returncode, detail=detail)
-            )
-        logger.info(FETCHED, refs, repo, time.monotonic() - started)
+            raise GitError(timed_out) from None
+        return process.returncode, output.decode("utf-8", "replace")
 
     def _add_worktree(
         self, owner: str, name: str, worktree: str, path: Path, commit: pygit2.Oid
     ) -> None:
-        # libgit2 checks a worktree out only on a branch: a temporary one, deleted once the
-        # worktree's HEAD is detached. Under the repository lock, like every ref change.
+        # The git command line checks the tree out, not pygit2: for 3,000 files (17 MB,
+        # bench/worktree.py, 2 CPUs) `git worktree add` took 126 ms on tmpfs where
+        # libgit2's checkout took 274 ms (2.2x); on a disk both take 2.5-2.8 s, creating
+        # the files. With no system or global config, hooks pointed at nothing, and no
+        # filter driver defined, nothing but git itself runs; the PR's .gitattributes can
+        # ask for eol conversions only, as with libgit2. Under the repository lock, like
+        # every change to the mirror's worktree list.
         mirror_path = self._mirror_path(owner, name)
+        args = ["worktree", "add", "--detach", "--quiet", "--", str(path), str(commit)]
+        timed_out = WORKTREE_TIMED_OUT.format(commit=commit, seconds=self.fetch_timeout)
         with _locked(self._repo_lock(owner, name)):
-            mirror = _open_repository(mirror_path)
-            branch_name = TEMP_BRANCH_PREFIX + worktree
-            branch = mirror.branches.local.create(branch_name, mirror[commit].peel(pygit2.Commit))
             try:
-                mirror.add_worktree(worktree, str(path), branch)
-                _open_repository(path).set_head(commit)
+                code, output = self._run_git(mirror_path, args, _checkout_environment(), timed_out)
             except BaseException:
-                # Before the branch goes: it may still be checked out in the worktree.
                 _remove_worktree(mirror_path, path, worktree)
                 raise
-            finally:
-                _delete_branch(mirror, branch_name)
+            if code != 0:
+                _remove_worktree(mirror_path, path, worktree)
+                raise GitError(
+                    WORKTREE_FAILED.format(
+                        commit=commit, repo=f"{owner}/{name}", detail=output.strip()[-1000:]
+                    )
+                )
 
     def _repositories(self) -> set[tuple[str, str]]:
         found: set[tuple[str, str]] = set()
@@ -609,6 +612,19 @@ def _git_environment(token: str | None) -> dict[str, str]:
         env[f"GIT_CONFIG_KEY_{number}"] = key
         env[f"GIT_CONFIG_VALUE_{number}"] = value
     env["GIT_TERMINAL_PROMPT"] = "0"
+    return env
+
+
+def _checkout_environment() -> dict[str, str]:
+    """A checkout's git: no config but the mirror's own and ours (no system or global
+    file, so no filter driver, fsmonitor or hook path of the operator's), no hooks."""
+    env = _git_environment(None)
+    count = int(env["GIT_CONFIG_COUNT"])
+    env[f"GIT_CONFIG_KEY_{count}"] = "core.hooksPath"
+    env[f"GIT_CONFIG_VALUE_{count}"] = os.devnull
+    env["GIT_CONFIG_COUNT"] = str(count + 1)
+    env["GIT_CONFIG_NOSYSTEM"] = "1"
+    env["GIT_CONFIG_GLOBAL"] = os.devnull
     return env
 
 

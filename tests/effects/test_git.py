@@ -280,6 +280,41 @@ def test_a_worktree_is_removed_even_when_its_code_took_write_permission_away(
     assert not path.exists()
 
 
+def test_a_checkout_runs_no_hook_and_no_filter_driver_of_the_operator(
+    mirrors: Mirrors,
+    remote: Remote,
+    cache: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The tree is checked out by `git worktree add`: neither a hook in the mirror nor a
+    filter driver in the operator's global config, which the PR's .gitattributes names,
+    may run anything."""
+    ran = tmp_path / "ran"
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".gitconfig").write_text(
+        f'[filter "evil"]\n\tsmudge = "touch {ran}/filter; cat"\n\trequired = true\n'
+    )
+    monkeypatch.setenv("HOME", str(home))
+    head = commit(
+        remote.repo,
+        {**BASE_FILES, ".gitattributes": b"* filter=evil\n"},
+        parents=(remote.main,),
+        ref="refs/pull/9/head",
+    )
+    mirrors.fetch(REPO, None, pull=9)
+    hook = cache / "mirrors" / "octo" / "widget.git" / "hooks" / "post-checkout"
+    hook.parent.mkdir(exist_ok=True)
+    hook.write_text(f"#!/bin/sh\ntouch {ran}/hook\n")
+    hook.chmod(0o755)
+    ran.mkdir()
+
+    with mirrors.worktree(REPO, head, label="pr-9") as path:
+        assert (path / "src" / "widget.py").read_bytes() == BASE_FILES["src/widget.py"]
+    assert list(ran.iterdir()) == []
+
+
 def test_a_worktree_needs_a_fetched_commit(mirrors: Mirrors, remote: Remote) -> None:
     with pytest.raises(GitError, match="no mirror of octo/widget"):
         mirrors.worktree(REPO, remote.pull, label="pr-7").__enter__()
