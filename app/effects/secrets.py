@@ -32,9 +32,6 @@ import tempfile
 import threading
 from pathlib import Path, PurePosixPath
 
-from detect_secrets.core.scan import scan_file
-from detect_secrets.settings import transient_settings
-
 from app.core.review_facts import AddedLine, ChangedFile, Diff, SecretFinding
 
 PLUGINS = (
@@ -72,6 +69,11 @@ def scan(diff: Diff) -> list[SecretFinding]:
     files = [changed for changed in diff.files if changed.added and not changed.binary]
     if not files:
         return []
+    # Imported on first use: detect-secrets and what it loads (requests among them) are
+    # about 15 MB that an idle `serve` does not need.
+    from detect_secrets.core.scan import scan_file
+    from detect_secrets.settings import transient_settings
+
     found: dict[SecretFinding, None] = {}
     with (
         tempfile.TemporaryDirectory(prefix="nightshift-secrets-") as scratch,
