@@ -276,6 +276,40 @@ class Mirrors:
                 os.close(repo_lock)
         return removed
 
+    def evict_spares(self, idle_for: float) -> int:
+        """Remove the ready spares nobody took in `idle_for` seconds; return how many.
+
+        A spare is a whole checkout on disk: a repository reviewed once would otherwise
+        keep one until the next start. One being taken (its lock held) is left alone.
+        """
+        cutoff = time.time() - idle_for
+        removed = 0
+        for owner, name in sorted(self._repositories()):
+            worktrees = self.cache_dir / "worktrees" / owner / name
+            for ready in sorted(worktrees.glob(f"{SPARE_PREFIX}*{READY_SUFFIX}")):
+                try:
+                    if ready.stat().st_mtime >= cutoff:
+                        continue
+                except FileNotFoundError:
+                    continue  # taken meanwhile
+                worktree = ready.name.removesuffix(READY_SUFFIX)
+                if _LABEL_UNSAFE.search(worktree):
+                    continue  # not a name this module made
+                with _locked(self._repo_lock(owner, name)):
+                    held = _try_lock(worktrees / f"{worktree}.lock")
+                    if held is None:
+                        continue
+                    if not ready.exists():  # taken and finished between the glob and here
+                        os.close(held)
+                        continue
+                    ready.unlink()  # nobody claims it from now on
+                try:
+                    _remove_worktree(self._mirror_path(owner, name), worktrees / worktree, worktree)
+                    removed += 1
+                finally:
+                    _release(worktrees / f"{worktree}.lock", held)
+        return removed
+
     # -- internals -----------------------------------------------------------------------
 
     def _prepare_spare(self, owner: str, name: str, commit: str) -> None:

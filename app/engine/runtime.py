@@ -57,6 +57,8 @@ REAP_AFTER = 60.0  # seconds after dispatch before an unfinished row is looked a
 HEARTBEAT_INTERVAL = 10.0
 WATCHDOG_INTERVAL = 20.0  # how often agents' heartbeats are looked at
 TIMER_INTERVAL = 1.0  # how often due dispatch timers are turned into passes
+SPARE_IDLE = 24 * 3600.0  # a spare worktree nobody took for a day is removed (disk)
+SPARE_EVICT_INTERVAL = 3600.0
 
 
 def engine_database_url(database_url: str) -> str:
@@ -246,6 +248,8 @@ class Runtime:
         self.report.launch(schedule=self.settings.schedule_reports)
         self._spawn("watchdog", WATCHDOG_INTERVAL, self.dispatch.watch)
         self._spawn("timers", TIMER_INTERVAL, self.dispatch.fire_due)
+        if self.settings.spare_worktrees:
+            self._spawn("spares", SPARE_EVICT_INTERVAL, self.evict_spares)
         removed = self.mirrors.cleanup()
         if removed:
             log.warning("removed %d review worktree(s) left by an earlier crash", removed)
@@ -395,6 +399,11 @@ class Runtime:
         """Enqueue the delivery's workflow; a second start returns the first one's handle."""
         with SetWorkflowID(delivery_id), SetEnqueueOptions(queue_partition_key=partition):
             self.queue.enqueue(self.engine.handle, delivery_id)
+
+    def evict_spares(self) -> None:
+        evicted = self.mirrors.evict_spares(SPARE_IDLE)
+        if evicted:
+            log.info("removed %d spare worktree(s) nobody took for a day", evicted)
 
     def heartbeat(self) -> None:
         """Say this worker is alive; recover the pending workflows of workers that are not.

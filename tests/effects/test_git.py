@@ -4,7 +4,9 @@ or over smart HTTP with basic authentication."""
 from __future__ import annotations
 
 import base64
+import fcntl
 import logging
+import os
 import shutil
 import socket
 import subprocess
@@ -525,6 +527,49 @@ def test_cleanup_at_start_up_removes_spares_too(
     assert Mirrors(cache, clone_url=remote.clone_url).cleanup() == 1
     assert spares_of(cache) == [] and worktree_count(cache) == 0
     assert list((cache / "worktrees" / "octo" / "widget").iterdir()) == []
+
+
+def test_a_spare_nobody_took_for_the_idle_time_is_removed_and_a_fresh_one_kept(
+    with_spares: Mirrors, remote: Remote, cache: Path
+) -> None:
+    with_spares.fetch(REPO, None, pull=7)
+    with_spares.settle()
+    [spare] = spares_of(cache)
+    worktrees = cache / "worktrees" / "octo" / "widget"
+
+    assert with_spares.evict_spares(idle_for=3600) == 0  # made just now: kept
+    assert spares_of(cache) == [spare]
+
+    two_hours_ago = time.time() - 7200
+    os.utime(worktrees / f"{spare}.ready", (two_hours_ago, two_hours_ago))
+    assert with_spares.evict_spares(idle_for=3600) == 1
+    assert spares_of(cache) == [] and worktree_count(cache) == 0
+    assert list(worktrees.iterdir()) == []  # directory, marker and lock file gone
+
+    # the next review checks its tree out itself, and the next fetch prepares a spare again
+    with with_spares.worktree(REPO, remote.pull, label="quality") as path:
+        assert (path / "NEW.md").exists()
+    with_spares.fetch(REPO, None, pull=7)
+    with_spares.settle()
+    assert len(spares_of(cache)) == 1
+
+
+def test_a_spare_being_taken_is_not_evicted(
+    with_spares: Mirrors, remote: Remote, cache: Path
+) -> None:
+    with_spares.fetch(REPO, None, pull=7)
+    with_spares.settle()
+    [spare] = spares_of(cache)
+    worktrees = cache / "worktrees" / "octo" / "widget"
+    old = time.time() - 7200
+    os.utime(worktrees / f"{spare}.ready", (old, old))
+    held = os.open(worktrees / f"{spare}.lock", os.O_RDWR)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX)  # what a review claiming it holds
+        assert with_spares.evict_spares(idle_for=3600) == 0
+        assert (worktrees / spare).is_dir()
+    finally:
+        os.close(held)
 
 
 def test_without_spares_nothing_is_prepared(mirrors: Mirrors, remote: Remote, cache: Path) -> None:
