@@ -286,28 +286,14 @@ class Mirrors:
         removed = 0
         for owner, name in sorted(self._repositories()):
             worktrees = self.cache_dir / "worktrees" / owner / name
-            for ready in sorted(worktrees.glob(f"{SPARE_PREFIX}*{READY_SUFFIX}")):
-                try:
-                    if ready.stat().st_mtime >= cutoff:
-                        continue
-                except FileNotFoundError:
-                    continue  # taken meanwhile
-                worktree = ready.name.removesuffix(READY_SUFFIX)
-                if _LABEL_UNSAFE.search(worktree):
-                    continue  # not a name this module made
+            while True:
+                # claimed under the repository lock, as a review claims one
                 with _locked(self._repo_lock(owner, name)):
-                    held = _try_lock(worktrees / f"{worktree}.lock")
-                    if held is None:
-                        continue
-                    if not ready.exists():  # taken and finished between the glob and here
-                        os.close(held)
-                        continue
-                    ready.unlink()  # nobody claims it from now on
-                try:
-                    _remove_worktree(self._mirror_path(owner, name), worktrees / worktree, worktree)
-                    removed += 1
-                finally:
-                    _release(worktrees / f"{worktree}.lock", held)
+                    claimed = _claim_spare(worktrees, ready_before=cutoff)
+                if claimed is None:
+                    break
+                _discard(self._mirror_path(owner, name), worktrees, *claimed)
+                removed += 1
         return removed
 
     # -- internals -----------------------------------------------------------------------
@@ -364,10 +350,7 @@ class Mirrors:
                 _switch(worktrees / worktree, target)
             except (pygit2.GitError, OSError, KeyError, ValueError) as exc:
                 logger.warning(SPARE_UNUSABLE, worktree, owner, name, target.id, exc)
-                try:
-                    _remove_worktree(mirror_path, worktrees / worktree, worktree)
-                finally:
-                    _release(worktrees / f"{worktree}.lock", held)
+                _discard(mirror_path, worktrees, worktree, held)
                 continue
             return worktree, held
 
@@ -688,12 +671,21 @@ def _remove_worktree(mirror_path: Path, path: Path, worktree: str) -> bool:
     return removed
 
 
-def _claim_spare(worktrees: Path) -> tuple[str, int] | None:
-    """A ready spare's name and its lock, now held, with its marker gone; or None."""
+def _claim_spare(worktrees: Path, ready_before: float | None = None) -> tuple[str, int] | None:
+    """A ready spare's name and its lock, now held, with its marker gone; or None.
+
+    With `ready_before` (a time), only a spare that has been ready since before then.
+    """
     for ready in sorted(worktrees.glob(f"{SPARE_PREFIX}*{READY_SUFFIX}")):
         worktree = ready.name.removesuffix(READY_SUFFIX)
         if _LABEL_UNSAFE.search(worktree):
             continue  # not a name this module made
+        if ready_before is not None:
+            try:
+                if ready.stat().st_mtime >= ready_before:
+                    continue
+            except FileNotFoundError:
+                continue  # taken meanwhile
         held = _try_lock(worktrees / f"{worktree}.lock")
         if held is None:
             continue
@@ -703,6 +695,14 @@ def _claim_spare(worktrees: Path) -> tuple[str, int] | None:
         ready.unlink()
         return worktree, held
     return None
+
+
+def _discard(mirror_path: Path, worktrees: Path, worktree: str, held: int) -> None:
+    """Remove a claimed spare, then its lock."""
+    try:
+        _remove_worktree(mirror_path, worktrees / worktree, worktree)
+    finally:
+        _release(worktrees / f"{worktree}.lock", held)
 
 
 def _switch(path: Path, target: pygit2.Commit) -> None:

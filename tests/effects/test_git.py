@@ -529,19 +529,28 @@ def test_cleanup_at_start_up_removes_spares_too(
     assert list((cache / "worktrees" / "octo" / "widget").iterdir()) == []
 
 
-def test_a_spare_nobody_took_for_the_idle_time_is_removed_and_a_fresh_one_kept(
-    with_spares: Mirrors, remote: Remote, cache: Path
-) -> None:
+def ready_spare(with_spares: Mirrors, cache: Path) -> str:
+    """Fetch a pull request's head and wait for the one spare it prepares."""
     with_spares.fetch(REPO, None, pull=7)
     with_spares.settle()
     [spare] = spares_of(cache)
+    return spare
+
+
+def ready_since(cache: Path, spare: str, when: float) -> None:
+    os.utime(cache / "worktrees" / "octo" / "widget" / f"{spare}.ready", (when, when))
+
+
+def test_a_spare_nobody_took_for_the_idle_time_is_removed_and_a_fresh_one_kept(
+    with_spares: Mirrors, remote: Remote, cache: Path
+) -> None:
+    spare = ready_spare(with_spares, cache)
     worktrees = cache / "worktrees" / "octo" / "widget"
 
     assert with_spares.evict_spares(idle_for=3600) == 0  # made just now: kept
     assert spares_of(cache) == [spare]
 
-    two_hours_ago = time.time() - 7200
-    os.utime(worktrees / f"{spare}.ready", (two_hours_ago, two_hours_ago))
+    ready_since(cache, spare, time.time() - 7200)
     assert with_spares.evict_spares(idle_for=3600) == 1
     assert spares_of(cache) == [] and worktree_count(cache) == 0
     assert list(worktrees.iterdir()) == []  # directory, marker and lock file gone
@@ -557,12 +566,9 @@ def test_a_spare_nobody_took_for_the_idle_time_is_removed_and_a_fresh_one_kept(
 def test_a_spare_being_taken_is_not_evicted(
     with_spares: Mirrors, remote: Remote, cache: Path
 ) -> None:
-    with_spares.fetch(REPO, None, pull=7)
-    with_spares.settle()
-    [spare] = spares_of(cache)
+    spare = ready_spare(with_spares, cache)
     worktrees = cache / "worktrees" / "octo" / "widget"
-    old = time.time() - 7200
-    os.utime(worktrees / f"{spare}.ready", (old, old))
+    ready_since(cache, spare, time.time() - 7200)
     held = os.open(worktrees / f"{spare}.lock", os.O_RDWR)
     try:
         fcntl.flock(held, fcntl.LOCK_EX)  # what a review claiming it holds
