@@ -281,7 +281,14 @@ def _serve(settings: Settings, host: str, port: int, *, workers: bool) -> int:
     )
     log.info("listening on http://%s:%d/webhooks (workers: %s)", host, port, workers)
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            http=app.protocol(),
+            log_level="warning",
+            access_log=False,
+        )
     finally:
         runtime.shutdown()
     return 0

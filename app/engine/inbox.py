@@ -56,10 +56,15 @@ class Inbox:
     async def put(self, item: NewDelivery, timeout: float | None = None) -> bool:
         """Store one delivery; raises when it cannot be stored within `timeout` seconds
         (GitHub gives up after 10 s, so the ingress must answer before that)."""
-        loop = asyncio.get_running_loop()
+        future = self.submit(item, asyncio.get_running_loop())
+        return await asyncio.wait_for(future, timeout if timeout is not None else PUT_TIMEOUT)
+
+    def submit(self, item: NewDelivery, loop: asyncio.AbstractEventLoop) -> asyncio.Future[bool]:
+        """`put` without a task: the future (of `loop`, the running one) resolves to True when
+        stored now, False for a duplicate; the caller bounds the wait (`PUT_TIMEOUT`)."""
         future: asyncio.Future[bool] = loop.create_future()
         self._queue.put(_Pending(item, future, loop))
-        return await asyncio.wait_for(future, timeout if timeout is not None else PUT_TIMEOUT)
+        return future
 
     def _run(self) -> None:
         while True:

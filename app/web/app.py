@@ -12,7 +12,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from app.core.router import Router
 from app.effects.store import Store
@@ -21,6 +21,7 @@ from app.metrics import Metrics
 from app.settings import Settings
 from app.web.agents import heartbeat_endpoint
 from app.web.dashboard import Dashboard, github_web_url
+from app.web.fastpath import WebhookProtocol, protocol_for
 from app.web.ingress import WebhookEndpoint
 from app.web.setup import SetupFlow
 
@@ -135,10 +136,14 @@ class FastPath:
     Everything else, lifespan included, goes through the Starlette app.
     """
 
-    def __init__(self, app: Starlette, path: str, endpoint: ASGIApp) -> None:
+    def __init__(self, app: Starlette, path: str, endpoint: WebhookEndpoint) -> None:
         self.app = app
         self.path = path
         self.endpoint = endpoint
+
+    def protocol(self) -> type[WebhookProtocol]:
+        """The HTTP protocol class for uvicorn (`http=`): the same ingress, without ASGI."""
+        return protocol_for(self.endpoint.checks, self.endpoint.inbox, self.path)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == self.path:

@@ -3,6 +3,10 @@
 GitHub waits 10 s for a 2xx and does not retry by itself, so the handler only verifies the
 signature, stores the delivery durably and answers; the work happens in a workflow.
 https://docs.github.com/en/webhooks/using-webhooks/best-practices-for-using-webhooks
+
+Two front ends share one set of checks (`WebhookChecks`): `WebhookEndpoint`, a plain ASGI
+endpoint (what an ASGI client or another server sees), and the HTTP protocol `nightshift
+serve` runs (app/web/fastpath.py), which answers webhooks without an ASGI round trip.
 """
 
 from __future__ import annotations
@@ -10,7 +14,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -27,7 +32,7 @@ from app.settings import MAX_WEBHOOK_BYTES
 # hold in memory at once (GitHub retries nothing, but the reconciler asks again for a 503).
 MAX_BUFFERED_BYTES = 256 * 1024 * 1024
 
-_WANTED_HEADERS = frozenset(
+WANTED_HEADERS = frozenset(
     {
         b"content-type",
         b"content-length",
@@ -38,14 +43,24 @@ _WANTED_HEADERS = frozenset(
 )
 
 
-class _Reject(Exception):
-    def __init__(
-        self, status: int, message: str, headers: Sequence[tuple[bytes, bytes]] = ()
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = headers
+@dataclass(frozen=True)
+class Answer:
+    """What the ingress answers: a status, a small JSON body and extra headers."""
+
+    status: int
+    payload: dict[str, Any]
+    headers: Sequence[tuple[bytes, bytes]] = field(default=())
+
+    def body(self) -> bytes:
+        return orjson.dumps(self.payload)
+
+
+def refuse(status: int, message: str, headers: Sequence[tuple[bytes, bytes]] = ()) -> Answer:
+    return Answer(status, {"error": message}, headers)
+
+
+NOT_STORED = refuse(503, "could not store the delivery; it will be redelivered")
+TOO_MUCH_AT_ONCE = refuse(503, "too many large deliveries at once", [(b"retry-after", b"5")])
 
 
 def _fit(value: str | None, size: int) -> str | None:
@@ -65,6 +80,91 @@ def signature_matches(body: bytes, header: str, secrets: Sequence[bytes]) -> boo
     return matched
 
 
+class WebhookChecks:
+    """The ingress's decisions, for any HTTP front end: the head, then the body, then what
+    storing it gave. `headers` are the wanted ones only, names lower-cased, as bytes."""
+
+    def __init__(
+        self,
+        secrets: Sequence[bytes],
+        router: Router,
+        metrics: Metrics,
+        max_bytes: int = MAX_WEBHOOK_BYTES,
+        max_buffered: int = MAX_BUFFERED_BYTES,
+    ) -> None:
+        self.secrets = list(secrets)
+        self.router = router
+        self.metrics = metrics
+        self.max_bytes = max_bytes
+        self.max_buffered = max_buffered
+        self.buffered = 0  # bytes of bodies being read right now, across requests
+
+    def head(self, method: str, headers: Mapping[bytes, bytes]) -> Answer | None:
+        """A refusal decided before any of the body is read, or None to read it."""
+        if method != "POST":
+            return refuse(405, "use POST", [(b"allow", b"POST")])
+        content_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+        if content_type != b"application/json":
+            return refuse(415, "content type must be application/json (set it in the App settings)")
+        length = headers.get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+            return self.too_big()
+        event = headers.get(b"x-github-event")
+        delivery_id = headers.get(b"x-github-delivery")
+        if not event or not delivery_id:
+            return refuse(400, "X-GitHub-Event and X-GitHub-Delivery are required")
+        if len(delivery_id) > 64 or len(event) > 64:
+            return refuse(400, "X-GitHub-Event or X-GitHub-Delivery is too long")
+        if not headers.get(b"x-hub-signature-256"):
+            return refuse(401, "X-Hub-Signature-256 is missing")
+        return None
+
+    def too_big(self) -> Answer:
+        return refuse(413, f"body over {self.max_bytes} bytes")
+
+    def take(self, size: int) -> bool:
+        """Count `size` more unverified bytes in memory; False when over the budget."""
+        self.buffered += size
+        return self.buffered <= self.max_buffered
+
+    def give_back(self, size: int) -> None:
+        self.buffered -= size
+
+    def body(self, headers: Mapping[bytes, bytes], body: bytes) -> Answer | NewDelivery:
+        """After `head` passed: a refusal, the answer to a ping, or the delivery to store."""
+        signature = headers[b"x-hub-signature-256"].decode("latin-1")
+        if not signature_matches(body, signature, self.secrets):
+            return refuse(401, "signature does not match")
+        delivery_id = headers[b"x-github-delivery"].decode("latin-1")
+        event = headers[b"x-github-event"].decode("latin-1")
+        try:
+            env = Envelope.parse(delivery_id, event, body)
+        except EnvelopeError as exc:
+            return refuse(400, str(exc))
+        if event == "ping":
+            return Answer(200, {"delivery": delivery_id, "status": "pong"})
+        handled = bool(self.router.rules_for(env.event, env.action))
+        return NewDelivery(
+            id=delivery_id,
+            event=event,
+            action=_fit(env.action, 64),
+            repository=_fit(env.repository, 256),
+            installation_id=env.installation_id,
+            body=body,
+            status="queued" if handled else "ignored",
+        )
+
+    @staticmethod
+    def stored(item: NewDelivery, new: bool) -> Answer:
+        if not new:
+            return Answer(200, {"delivery": item.id, "status": "duplicate"})
+        return Answer(202, {"delivery": item.id, "status": item.status})
+
+    def answered(self, status: int, started: float) -> None:
+        self.metrics.ingress_requests.labels(str(status)).inc()
+        self.metrics.ingress_seconds.observe(time.perf_counter() - started)
+
+
 class WebhookEndpoint:
     """A plain ASGI endpoint, so the body can be refused while it streams in."""
 
@@ -77,90 +177,47 @@ class WebhookEndpoint:
         max_bytes: int = MAX_WEBHOOK_BYTES,
         max_buffered: int = MAX_BUFFERED_BYTES,
     ) -> None:
-        self.max_buffered = max_buffered
-        self._buffered = 0  # bytes of bodies being read right now, across requests
-        self.secrets = list(secrets)
+        self.checks = WebhookChecks(secrets, router, metrics, max_bytes, max_buffered)
         self.inbox = inbox
-        self.router = router
-        self.metrics = metrics
-        self.max_bytes = max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
-        try:
-            status, payload = await self._handle(scope, receive)
-            headers: Sequence[tuple[bytes, bytes]] = ()
-        except _Reject as reject:
-            status, payload, headers = reject.status, {"error": reject.message}, reject.headers
-        body = orjson.dumps(payload)
+        answer = await self._handle(scope, receive)
+        body = answer.body()
         await send(
             {
                 "type": "http.response.start",
-                "status": status,
+                "status": answer.status,
                 "headers": [
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(body)).encode()),
-                    *headers,
+                    *answer.headers,
                 ],
             }
         )
         await send({"type": "http.response.body", "body": body})
-        self.metrics.ingress_requests.labels(str(status)).inc()
-        self.metrics.ingress_seconds.observe(time.perf_counter() - started)
+        self.checks.answered(answer.status, started)
 
-    async def _handle(self, scope: Scope, receive: Receive) -> tuple[int, dict[str, Any]]:
-        if scope["method"] != "POST":
-            raise _Reject(405, "use POST", [(b"allow", b"POST")])
-        # ASGI servers give header names lower-cased; only the few we read are decoded
-        headers = {
-            name.decode(): value.decode("latin-1")
-            for name, value in scope["headers"]
-            if name in _WANTED_HEADERS
-        }
-        content_type = headers.get("content-type", "").split(";")[0].strip().lower()
-        if content_type != "application/json":
-            raise _Reject(415, "content type must be application/json (set it in the App settings)")
-        length = headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
-            raise _Reject(413, f"body over {self.max_bytes} bytes")
-        event = headers.get("x-github-event")
-        delivery_id = headers.get("x-github-delivery")
-        if not event or not delivery_id:
-            raise _Reject(400, "X-GitHub-Event and X-GitHub-Delivery are required")
-        if len(delivery_id) > 64 or len(event) > 64:
-            raise _Reject(400, "X-GitHub-Event or X-GitHub-Delivery is too long")
-        signature = headers.get("x-hub-signature-256")
-        if not signature:
-            raise _Reject(401, "X-Hub-Signature-256 is missing")
+    async def _handle(self, scope: Scope, receive: Receive) -> Answer:
+        # ASGI servers give header names lower-cased; only the few we read are kept
+        headers = {name: value for name, value in scope["headers"] if name in WANTED_HEADERS}
+        refused = self.checks.head(scope["method"], headers)
+        if refused is not None:
+            return refused
         body = await self._read_body(receive)
-        if not signature_matches(body, signature, self.secrets):
-            raise _Reject(401, "signature does not match")
+        if isinstance(body, Answer):
+            return body
+        outcome = self.checks.body(headers, body)
+        if isinstance(outcome, Answer):
+            return outcome
         try:
-            env = Envelope.parse(delivery_id, event, body)
-        except EnvelopeError as exc:
-            raise _Reject(400, str(exc)) from None
-        if event == "ping":
-            return 200, {"delivery": delivery_id, "status": "pong"}
-        handled = bool(self.router.rules_for(env.event, env.action))
-        item = NewDelivery(
-            id=delivery_id,
-            event=event,
-            action=_fit(env.action, 64),
-            repository=_fit(env.repository, 256),
-            installation_id=env.installation_id,
-            body=body,
-            status="queued" if handled else "ignored",
-        )
-        try:
-            new = await self.inbox.put(item)
+            new = await self.inbox.put(outcome)
         except Exception:  # includes the timeout
             # not stored: GitHub marks the delivery failed and the reconciler asks again
-            raise _Reject(503, "could not store the delivery; it will be redelivered") from None
-        if not new:
-            return 200, {"delivery": delivery_id, "status": "duplicate"}
-        return 202, {"delivery": delivery_id, "status": item.status}
+            return NOT_STORED
+        return self.checks.stored(outcome, new)
 
-    async def _read_body(self, receive: Receive) -> bytes:
+    async def _read_body(self, receive: Receive) -> bytes | Answer:
         """Read the body, refusing it as soon as it is too big for one delivery, or when the
         bodies being read at once (signatures not checked yet) would use too much memory."""
         chunks: list[bytes] = []
@@ -169,18 +226,16 @@ class WebhookEndpoint:
             while True:
                 message = await receive()
                 if message["type"] == "http.disconnect":
-                    raise _Reject(400, "client disconnected")
+                    return refuse(400, "client disconnected")
                 chunk = message.get("body", b"")
                 size += len(chunk)
-                self._buffered += len(chunk)
-                if size > self.max_bytes:
-                    raise _Reject(413, f"body over {self.max_bytes} bytes")
-                if self._buffered > self.max_buffered:
-                    raise _Reject(
-                        503, "too many large deliveries at once", [(b"retry-after", b"5")]
-                    )
+                within = self.checks.take(len(chunk))
+                if size > self.checks.max_bytes:
+                    return self.checks.too_big()
+                if not within:
+                    return TOO_MUCH_AT_ONCE
                 chunks.append(chunk)
                 if not message.get("more_body", False):
                     return b"".join(chunks)
         finally:
-            self._buffered -= size
+            self.checks.give_back(size)

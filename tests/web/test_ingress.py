@@ -3,29 +3,42 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 
 import httpx
 import pytest
+import uvicorn
 from githubkit.webhooks import sign
 
 from app.core.rules import ROUTER
 from app.effects.store import NewDelivery, Store
 from app.engine.inbox import Inbox
 from app.metrics import Metrics
-from app.web.app import create_app
+from app.web.app import FastPath, create_app
 from app.web.ingress import signature_matches
 from tests.conftest import SECRET
 from tests.helpers import PAYLOADS, body_of, labeled_issue, payload, signed_headers
 
-URL = "http://nightshift.test/webhooks"
+URL = "/webhooks"
+FRONTS = ["asgi", "http"]  # an ASGI client, and a socket to `serve`'s own HTTP protocol
 
 
 class Harness:
-    def __init__(self, client: httpx.AsyncClient, store: Store, dispatched: list[str]) -> None:
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        store: Store,
+        dispatched: list[str],
+        app: FastPath,
+        address: tuple[str, int] | None,
+    ) -> None:
         self.client = client
         self.store = store
         self.dispatched = dispatched
+        self.app = app
+        self.address = address  # the server's, when the front end is a real socket
 
     async def post(
         self,
@@ -39,7 +52,27 @@ class Harness:
         return await self.client.post(URL, content=body, headers=sent)
 
 
-async def _harness(store: Store, secrets: Sequence[str]) -> AsyncIterator[Harness]:
+@asynccontextmanager
+async def serving(app: FastPath) -> AsyncIterator[tuple[str, int]]:
+    """`app` on an ephemeral port, with the HTTP protocol `nightshift serve` runs."""
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=0, http=app.protocol(), lifespan="off", log_level="warning"
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    host, port = server.servers[0].sockets[0].getsockname()[:2]
+    try:
+        yield host, port
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def _harness(store: Store, secrets: Sequence[str], front: str) -> AsyncIterator[Harness]:
     dispatched: list[str] = []
 
     def on_stored(items: Sequence[NewDelivery]) -> None:
@@ -51,15 +84,29 @@ async def _harness(store: Store, secrets: Sequence[str]) -> AsyncIterator[Harnes
     )
     inbox.start()
     try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app)) as client:
-            yield Harness(client, store, dispatched)
+        if front == "asgi":
+            async with httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://nightshift.test"
+            ) as client:
+                yield Harness(client, store, dispatched, app, None)
+        else:
+            async with (
+                serving(app) as (host, port),
+                httpx.AsyncClient(base_url=f"http://{host}:{port}") as client,
+            ):
+                yield Harness(client, store, dispatched, app, (host, port))
     finally:
         inbox.stop()
 
 
+@pytest.fixture(params=FRONTS)
+def front(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture
-async def ingress(store: Store) -> AsyncIterator[Harness]:
-    async for harness in _harness(store, [SECRET]):
+async def ingress(store: Store, front: str) -> AsyncIterator[Harness]:
+    async for harness in _harness(store, [SECRET], front):
         yield harness
 
 
@@ -194,7 +241,40 @@ async def test_other_content_type_is_415(ingress: Harness) -> None:
     assert response.status_code == 415
 
 
+async def raw_exchange(address: tuple[str, int], head: bytes, body_chunks: int = 0) -> bytes:
+    """Send a request head, then up to `body_chunks` MiB of body while the server reads it,
+    and return what the server answered (it may answer and close before the body ends)."""
+    reader, writer = await asyncio.open_connection(*address)
+    writer.write(head)
+    await writer.drain()
+    try:
+        for _ in range(body_chunks):
+            writer.write(b" " * (1024 * 1024))
+            await asyncio.wait_for(writer.drain(), 5)
+    except (ConnectionError, TimeoutError):
+        pass  # refused part-way: the answer is already waiting
+    answer = await asyncio.wait_for(reader.read(65536), 5)
+    writer.close()
+    return answer
+
+
+def request_head(content_length: int | None, chunked: bool = False) -> bytes:
+    headers = signed_headers(b"{}", SECRET, "issues")
+    lines = [b"POST /webhooks HTTP/1.1", b"host: nightshift.test"]
+    lines += [f"{name}: {value}".encode() for name, value in headers.items()]
+    if content_length is not None:
+        lines.append(f"content-length: {content_length}".encode())
+    if chunked:
+        lines.append(b"transfer-encoding: chunked")
+    return b"\r\n".join(lines) + b"\r\n\r\n"
+
+
 async def test_declared_oversize_body_is_413_without_reading_it(ingress: Harness) -> None:
+    if ingress.address is not None:
+        answer = await raw_exchange(ingress.address, request_head(26 * 1024 * 1024))
+        assert answer.startswith(b"HTTP/1.1 413 ")
+        assert b"connection: close" in answer
+        return
     headers = {**signed_headers(b"{}", SECRET, "issues"), "content-length": str(26 * 1024 * 1024)}
 
     async def never_sent() -> AsyncIterator[bytes]:
@@ -206,6 +286,22 @@ async def test_declared_oversize_body_is_413_without_reading_it(ingress: Harness
 
 
 async def test_streamed_oversize_body_is_413(ingress: Harness) -> None:
+    if ingress.address is not None:
+        # a body of unknown size (chunked), refused once it is over the limit: the answer
+        # arrives while the client is still sending
+        reader, writer = await asyncio.open_connection(*ingress.address)
+        answer = asyncio.create_task(reader.read(65536))
+        writer.write(request_head(None, chunked=True))
+        sent = 0
+        while sent < 60 and not answer.done():
+            writer.write(b"100000\r\n" + b" " * (1024 * 1024) + b"\r\n")
+            await asyncio.wait_for(writer.drain(), 5)
+            sent += 1
+        assert (await asyncio.wait_for(answer, 5)).startswith(b"HTTP/1.1 413 ")
+        writer.close()
+        assert sent < 60
+        assert ingress.app.endpoint.checks.buffered == 0
+        return
     chunk = b" " * (1024 * 1024)
     sent = 0
 
@@ -221,12 +317,12 @@ async def test_streamed_oversize_body_is_413(ingress: Harness) -> None:
     assert sent <= 26  # refused as soon as it went over, not after reading it all
 
 
-async def test_secret_rotation_accepts_any_listed_secret(store: Store) -> None:
-    async for harness in _harness(store, ["old-secret", "new-secret"]):
+async def test_secret_rotation_accepts_any_listed_secret(store: Store, front: str) -> None:
+    async for harness in _harness(store, ["old-secret", "new-secret"], front):
         old = await harness.post(LABELED, secret="old-secret", delivery="by-old")
         new = await harness.post(LABELED, secret="new-secret", delivery="by-new")
         assert (old.status_code, new.status_code) == (202, 202)
-    async for harness in _harness(store, ["new-secret"]):
+    async for harness in _harness(store, ["new-secret"], front):
         removed = await harness.post(LABELED, secret="old-secret", delivery="after-removal")
         assert removed.status_code == 401
 
@@ -256,8 +352,8 @@ def _broken(batch: Sequence[NewDelivery]) -> set[str]:
 async def test_health_and_metrics(ingress: Harness) -> None:
     await ingress.post(LABELED, delivery="m1")
     await ingress.post(body_of({"action": "created"}), event="deployment_status", delivery="m2")
-    assert (await ingress.client.get("http://nightshift.test/healthz")).json() == {"ok": True}
-    text = (await ingress.client.get("http://nightshift.test/metrics")).text
+    assert (await ingress.client.get("/healthz")).json() == {"ok": True}
+    text = (await ingress.client.get("/metrics")).text
     assert 'nightshift_deliveries_stored{event="issues",outcome="queued"} 1.0' in text
     assert 'nightshift_deliveries_stored{event="deployment_status",outcome="ignored"} 1.0' in text
     assert "nightshift_queue_depth 1.0" in text
@@ -265,36 +361,23 @@ async def test_health_and_metrics(ingress: Harness) -> None:
     assert "nightshift_ingress_seconds_bucket" in text
 
 
-async def test_unverified_bodies_in_memory_are_capped(store: Store) -> None:
-    inbox = Inbox(store)
-    endpoint_app = create_app(
-        secrets=[SECRET.encode()], inbox=inbox, router=ROUTER, metrics=Metrics(store)
-    )
-    endpoint_app.endpoint.max_buffered = 1024  # type: ignore[attr-defined]
-    inbox.start()
-    try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=endpoint_app)) as client:
-            big = b'{"a": "' + b"x" * 4096 + b'"}'
-            response = await client.post(
-                URL, content=big, headers=signed_headers(big, SECRET, "issues")
-            )
-            assert response.status_code == 503
-            assert response.headers["retry-after"] == "5"
-            small = await client.post(
-                URL, content=LABELED, headers=signed_headers(LABELED, SECRET, "issues")
-            )
-            assert small.status_code == 503  # 12 KB is over this tiny budget too
-            endpoint_app.endpoint.max_buffered = 1 << 20  # type: ignore[attr-defined]
-            ok = await client.post(
-                URL, content=LABELED, headers=signed_headers(LABELED, SECRET, "issues")
-            )
-            assert ok.status_code == 202  # the budget was given back
-    finally:
-        inbox.stop()
+async def test_unverified_bodies_in_memory_are_capped(ingress: Harness) -> None:
+    checks = ingress.app.endpoint.checks
+    checks.max_buffered = 1024
+    big = b'{"a": "' + b"x" * 4096 + b'"}'
+    response = await ingress.post(big)
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "5"
+    small = await ingress.post(LABELED)
+    assert small.status_code == 503  # 12 KB is over this tiny budget too
+    checks.max_buffered = 1 << 20
+    ok = await ingress.post(LABELED)
+    assert ok.status_code == 202  # the budget was given back
+    assert checks.buffered == 0
 
 
 async def test_a_store_that_hangs_is_answered_before_githubs_timeout(
-    store: Store, monkeypatch: pytest.MonkeyPatch
+    store: Store, monkeypatch: pytest.MonkeyPatch, front: str
 ) -> None:
     import threading
 
@@ -306,13 +389,13 @@ async def test_a_store_that_hangs_is_answered_before_githubs_timeout(
 
     monkeypatch.setattr(store, "insert_deliveries", hang)
     monkeypatch.setattr("app.engine.inbox.PUT_TIMEOUT", 0.2)
-    async for harness in _harness(store, [SECRET]):
+    async for harness in _harness(store, [SECRET], front):
         response = await harness.post(LABELED, delivery="slow")
         release.set()
         assert response.status_code == 503
 
 
-async def test_one_bad_row_does_not_fail_the_rest_of_its_batch(store: Store) -> None:
+async def test_one_bad_row_does_not_fail_the_rest_of_its_batch(store: Store, front: str) -> None:
     original = store.insert_deliveries
 
     def picky(batch: Sequence[NewDelivery]) -> set[str]:
@@ -321,7 +404,7 @@ async def test_one_bad_row_does_not_fail_the_rest_of_its_batch(store: Store) -> 
         return original(batch)
 
     store.insert_deliveries = picky  # type: ignore[method-assign]
-    async for harness in _harness(store, [SECRET]):
+    async for harness in _harness(store, [SECRET], front):
         responses = await asyncio.gather(
             *[harness.post(LABELED, delivery=d) for d in ("good-1", "poison", "good-2")]
         )
@@ -366,3 +449,46 @@ async def test_metrics_can_require_a_bearer_token(store: Store) -> None:
         right = await client.get(url, headers={"authorization": "Bearer scrape-me"})
         assert right.status_code == 200
         assert "nightshift_queue_depth" in right.text
+
+
+def _request(body: bytes, delivery: str, version: bytes = b"1.1") -> bytes:
+    headers = signed_headers(body, SECRET, "issues", delivery)
+    lines = [b"POST /webhooks HTTP/" + version, b"host: nightshift.test"]
+    lines += [f"{name}: {value}".encode() for name, value in headers.items()]
+    lines.append(f"content-length: {len(body)}".encode())
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
+async def test_pipelined_requests_are_answered_in_order(store: Store) -> None:
+    async for harness in _harness(store, [SECRET], "http"):
+        assert harness.address is not None
+        reader, writer = await asyncio.open_connection(*harness.address)
+        writer.write(
+            _request(LABELED, "pipe-1")
+            + b"GET /healthz HTTP/1.1\r\nhost: nightshift.test\r\n\r\n"
+            + _request(LABELED, "pipe-2")
+            + _request(LABELED, "pipe-1")
+        )
+        await writer.drain()
+        seen = b""
+        while seen.count(b"HTTP/1.1 ") < 4:
+            chunk = await asyncio.wait_for(reader.read(65536), 5)
+            assert chunk, f"closed after {seen!r}"
+            seen += chunk
+        writer.close()
+        statuses = re.findall(rb"HTTP/1\.1 (\d{3}) ", seen)
+        assert statuses == [b"202", b"200", b"202", b"200"]
+        assert b'"delivery":"pipe-1","status":"duplicate"' in seen
+        assert sorted(row.id for row in store.list_deliveries()) == ["pipe-1", "pipe-2"]
+
+
+async def test_an_http_1_0_client_gets_its_answer_and_the_connection_closes(store: Store) -> None:
+    async for harness in _harness(store, [SECRET], "http"):
+        assert harness.address is not None
+        reader, writer = await asyncio.open_connection(*harness.address)
+        writer.write(_request(LABELED, "old-client", version=b"1.0"))
+        answer = await asyncio.wait_for(reader.read(), 5)  # read() returns at the close
+        writer.close()
+        assert answer.startswith(b"HTTP/1.1 202 ")
+        assert b"connection: close" in answer
+        assert answer.endswith(b'{"delivery":"old-client","status":"queued"}')
