@@ -34,6 +34,8 @@ DESIGNS = (
     "raw+sqlite",
     "asgi+journal",
     "raw+journal",
+    "proto+none",
+    "proto+journal",
 )
 
 

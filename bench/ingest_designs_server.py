@@ -5,8 +5,9 @@
 A design is HTTP layer + store, for example ``raw+journal``:
 
 HTTP layers
-    ``asgi``  uvicorn serving Nightshift's own `WebhookEndpoint` (app/web/ingress.py), as
-              `nightshift serve` does today;
+    ``asgi``  uvicorn serving Nightshift's ASGI `WebhookEndpoint` (app/web/ingress.py);
+    ``proto`` uvicorn with Nightshift's own HTTP protocol for the webhook path
+              (app/web/fastpath.py), as `nightshift serve` runs;
     ``raw``   an asyncio protocol on uvloop that parses HTTP/1.1 with httptools itself and
               does the same work as the endpoint (HMAC over the raw body, the envelope
               parsed, the router asked whether the event is handled), with no ASGI between.
@@ -15,10 +16,10 @@ Stores (what must finish before the 2xx)
     ``none``     nothing: the ceiling of the HTTP layer with the ingress's own work;
     ``sqlite``   Nightshift's durable inbox (app/engine/inbox.py: group commit into the
                  SQLite `deliveries` table, WAL, synchronous=FULL);
-    ``journal``  the same group commit into an append-only file instead (a framed record
-                 per delivery: length, CRC-32, a JSON head and the body; one write and one
-                 fdatasync per group), which a real design would move into the database
-                 off the acknowledgement path.
+    ``journal``  the same group commit into Nightshift's inbox journal instead
+                 (app/effects/journal.py: a record per delivery, one O_DSYNC write per
+                 group), with nothing moved out of it (`serve` moves it into the table
+                 when idle).
 
 Only for measuring: the raw layer serves POST /webhooks and GET /healthz, nothing else,
 and no design here processes what it stores (no workers).
@@ -28,9 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import struct
 import sys
-import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -43,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app.core.envelope import Envelope, EnvelopeError
 from app.core.rules import ROUTER
+from app.effects.journal import Journal, encode
 from app.effects.store import NewDelivery, Store
 from app.engine.inbox import Inbox
 from app.metrics import Metrics
@@ -59,28 +59,14 @@ class NoStore:
 
 
 class JournalStore:
-    """Appends each group to one file and waits for fdatasync before the group's 2xx."""
+    """Nightshift's inbox journal (app/effects/journal.py) with nothing moved out of it:
+    every delivery is new, appended and synced before its group's 2xx."""
 
     def __init__(self, path: Path) -> None:
-        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self.journal = Journal(path)
 
     def insert_deliveries(self, batch: Sequence[NewDelivery]) -> set[str]:
-        records = []
-        for item in batch:
-            head = orjson.dumps(
-                {
-                    "id": item.id,
-                    "event": item.event,
-                    "action": item.action,
-                    "repository": item.repository,
-                    "installation_id": item.installation_id,
-                    "status": item.status,
-                }
-            )
-            record = head + b"\n" + item.body
-            records.append(struct.pack("<II", len(record), zlib.crc32(record)) + record)
-        os.write(self.fd, b"".join(records))
-        os.fdatasync(self.fd)
+        self.journal.append([encode(item) for item in batch])
         return {item.id for item in batch}
 
 
@@ -211,10 +197,13 @@ async def serve_raw(inbox: Inbox, host: str, port: int) -> None:
 # --- the ASGI layer ----------------------------------------------------------------
 
 
-def serve_asgi(inbox: Inbox, host: str, port: int) -> None:
+def serve_asgi(inbox: Inbox, host: str, port: int, protocol: bool = False) -> None:
     import uvicorn
 
+    from app.web.fastpath import protocol_for
+
     endpoint = WebhookEndpoint(SECRETS, inbox, ROUTER, Metrics())
+    http: Any = protocol_for(endpoint.checks, inbox, "/webhooks") if protocol else "auto"
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -232,7 +221,7 @@ def serve_asgi(inbox: Inbox, host: str, port: int) -> None:
             return
         await endpoint(scope, receive, send)
 
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    uvicorn.run(app, host=host, port=port, http=http, log_level="warning", access_log=False)
 
 
 def main() -> None:
@@ -243,6 +232,8 @@ def main() -> None:
         uvloop.run(serve_raw(inbox, host, port))
     elif layer == "asgi":
         serve_asgi(inbox, host, port)
+    elif layer == "proto":
+        serve_asgi(inbox, host, port, protocol=True)
     else:
         raise SystemExit(f"unknown HTTP layer {layer!r}")
 

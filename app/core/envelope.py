@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
+import msgspec
 import orjson
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -67,6 +68,55 @@ class Envelope:
             sender=_str_field(sender, "login"),
             payload=payload,
         )
+
+
+@dataclass(frozen=True)
+class Head:
+    """What the ingress reads of a body: the columns a stored delivery is listed by."""
+
+    action: str | None
+    installation_id: int | None
+    repository: str | None
+
+
+class _Installation(msgspec.Struct):
+    id: Any = None
+
+
+class _Repository(msgspec.Struct):
+    full_name: Any = None
+
+
+class _Head(msgspec.Struct):
+    action: Any = None
+    installation: _Installation | None = None
+    repository: _Repository | None = None
+
+
+_HEAD = msgspec.json.Decoder(_Head)
+
+
+def read_head(body: bytes) -> Head:
+    """The head of a body that must be a JSON object, checked whole without building it:
+    a third of the CPU of `Envelope.parse` on a 12 KB body. An odd shape (a field of
+    another type than GitHub sends) is read by the full parse instead."""
+    try:
+        head = _HEAD.decode(body)
+        if not body.isascii():
+            body.decode("utf-8")  # msgspec does not look inside the strings it skips
+    except (msgspec.ValidationError, UnicodeDecodeError):
+        env = Envelope.parse("", "", body)
+        return Head(env.action, env.installation_id, env.repository)
+    except msgspec.DecodeError as exc:
+        raise EnvelopeError(f"body is not valid JSON: {exc}") from None
+    installation, repository = head.installation, head.repository
+    return Head(
+        action=head.action if isinstance(head.action, str) else None,
+        installation_id=_int_field({"id": installation.id} if installation else None, "id"),
+        repository=_str_field(
+            {"full_name": repository.full_name} if repository else None, "full_name"
+        ),
+    )
 
 
 def _int_field(obj: object, key: str) -> int | None:

@@ -1,23 +1,53 @@
 """The durable inbox: deliveries are committed in groups before they are acknowledged.
 
 Every verified delivery waits for a commit before its 2xx. Deliveries that arrive while a
-commit is running share the next one (group commit), so the database sees one transaction
-per burst instead of one per request, and a process killed right after a 2xx still has
+commit is running share the next one (group commit), so one write and one sync serve a
+whole burst instead of one per request, and a process killed right after a 2xx still has
 every acknowledged delivery on restart.
+
+Where the group is committed:
+- without a journal (PostgreSQL, where several ingress processes share the database): the
+  `deliveries` table, in one transaction;
+- with a journal (SQLite, one process): the journal file (app/effects/journal.py), after
+  checking that the ids are neither in the table nor in the journal already (a Bloom
+  filter of the stored ids spares a query for a new id). The inbox thread moves journaled
+  deliveries into the table when no delivery has come for `IDLE_AFTER` seconds; under a
+  burst that goes on, it also moves `LAG_BATCH` after each group commit once the oldest
+  has waited `LAG_LIMIT` seconds. So a burst costs the ingress one sequential write per
+  group, the table inserts (as much CPU again) come after it, and under a load that
+  never stops the workers (which read the table) still get deliveries, while the ingress
+  slows to what the table takes. At start-up, whatever the journal holds is moved before
+  anything new is accepted; on a clean stop, what is left is moved too.
+
+`on_stored` is told of deliveries once they are in the table.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import queue
 import threading
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
 
+from rbloom import Bloom
+
+from app.effects.journal import Journal, encode
 from app.effects.store import NewDelivery, Store
+
+log = logging.getLogger("nightshift")
 
 MAX_BATCH = 256
 PUT_TIMEOUT = 8.0
+IDLE_AFTER = 0.05  # seconds without a delivery before journaled ones are moved
+MOVE_BATCH = 256  # deliveries moved per transaction when idle
+LAG_LIMIT = 30.0  # seconds: under a burst that goes on, older deliveries are moved anyway,
+LAG_BATCH = 64  # this many after each group commit
+RETRY_MOVE_AFTER = 1.0  # the database refused a move: the deliveries wait in the journal
+STOP_MOVING_AFTER = 5.0  # on stop, how long to keep moving (the rest moves at next start)
+SEEN_CAPACITY = 1_000_000  # ids the duplicate filter holds at 1% false positives, at least
 
 
 @dataclass
@@ -25,33 +55,58 @@ class _Pending:
     item: NewDelivery
     future: asyncio.Future[bool]
     loop: asyncio.AbstractEventLoop
+    record: bytes = b""  # the journal's record of it (journal mode)
 
 
 class Inbox:
     """`await inbox.put(delivery)` returns True when stored now, False for a duplicate GUID."""
 
     def __init__(
-        self, store: Store, on_stored: Callable[[Sequence[NewDelivery]], None] | None = None
+        self,
+        store: Store,
+        on_stored: Callable[[Sequence[NewDelivery]], None] | None = None,
+        journal: Journal | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self.on_stored = on_stored
+        self.journal = journal
+        self.clock = clock
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        # journaled and not in the table yet, oldest first (only the inbox thread uses these)
+        self._unmoved: list[NewDelivery] = []
+        self._unmoved_ids: set[str] = set()
+        self._retry_at = 0.0
+        self._seen: Bloom | None = None  # every id stored or journaled (journal mode)
 
     def start(self) -> None:
+        """Start the inbox thread; with a journal, first move what it holds (a crash or a
+        stop left it there), so that the table has every acknowledged delivery by the
+        time the server listens."""
         if self._thread is None:
+            if self.journal is not None:
+                self._recover(self.journal)
             self._thread = threading.Thread(target=self._run, name="nightshift-inbox", daemon=True)
             self._thread.start()
 
     def stop(self) -> None:
         if self._thread is not None:
             self._queue.put(None)
-            self._thread.join(timeout=10)
+            self._thread.join(timeout=STOP_MOVING_AFTER + 5)
             self._thread = None
+        if self.journal is not None:
+            self.journal.close()
+            self.journal = None
 
     @property
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def unmoved(self) -> int:
+        """Deliveries acknowledged and journaled, not yet in the table."""
+        return len(self._unmoved)
 
     async def put(self, item: NewDelivery, timeout: float | None = None) -> bool:
         """Store one delivery; raises when it cannot be stored within `timeout` seconds
@@ -63,13 +118,24 @@ class Inbox:
         """`put` without a task: the future (of `loop`, the running one) resolves to True when
         stored now, False for a duplicate; the caller bounds the wait (`PUT_TIMEOUT`)."""
         future: asyncio.Future[bool] = loop.create_future()
-        self._queue.put(_Pending(item, future, loop))
+        if self.journal is not None:
+            item = replace(item, received_at=self.clock())
+            self._queue.put(_Pending(item, future, loop, encode(item)))
+        else:
+            self._queue.put(_Pending(item, future, loop))
         return future
+
+    # the inbox thread ---------------------------------------------------------------------
 
     def _run(self) -> None:
         while True:
-            first = self._queue.get()
+            try:
+                first = self._queue.get(timeout=IDLE_AFTER if self._unmoved else None)
+            except queue.Empty:  # idle: move what waits, a batch at a time
+                self._move(MOVE_BATCH)
+                continue
             if first is None:
+                self._finish()
                 return
             batch = [first]
             stopping = False
@@ -82,9 +148,128 @@ class Inbox:
                     stopping = True
                     break
                 batch.append(more)
-            self._commit(batch)
+            if self.journal is not None:
+                self._journal(self.journal, batch)
+                if self._unmoved and self._lag() > LAG_LIMIT:
+                    self._move(LAG_BATCH)  # a sustained burst must not starve the workers
+            else:
+                self._commit(batch)
             if stopping:
+                self._finish()
                 return
+
+    def _recover(self, journal: Journal) -> None:
+        """Deliveries acknowledged before a crash or a stop: moved before anything new; and
+        the filter of the ids already stored."""
+        try:
+            self._seen = _filter_of(self.store.delivery_ids())
+        except Exception:
+            log.exception("could not read the stored delivery ids; every id is looked up")
+            self._seen = None
+        try:
+            items = journal.read()
+        except OSError:
+            # never emptied, then: what it holds is kept for a person to look at
+            log.exception(
+                "the inbox journal %s cannot be read; deliveries go straight to the database",
+                journal.path,
+            )
+            self.journal = None
+            return
+        if items:
+            log.warning("moving %d delivery(ies) left in the inbox journal", len(items))
+        self._remember(items)
+        while self._unmoved and self._move(MOVE_BATCH):
+            pass
+
+    def _finish(self) -> None:
+        deadline = time.monotonic() + STOP_MOVING_AFTER
+        while self._unmoved and time.monotonic() < deadline and self._move(MOVE_BATCH):
+            pass
+        if self._unmoved:
+            log.warning("%d journaled delivery(ies) move at the next start", len(self._unmoved))
+
+    def _lag(self) -> float:
+        """How long the oldest journaled delivery has waited for the table."""
+        received = self._unmoved[0].received_at if self._unmoved else None
+        return self.clock() - received if received is not None else 0.0
+
+    def _remember(self, items: Sequence[NewDelivery]) -> None:
+        self._unmoved.extend(items)
+        self._unmoved_ids.update(item.id for item in items)
+        if self._seen is not None:
+            self._seen.update(item.id for item in items)
+
+    def _stored_already(self, ids: Sequence[str]) -> set[str]:
+        """Which ids the table has. Only the ids the filter may have seen are looked up: a
+        new delivery costs no query (the filter has no false negatives)."""
+        maybe = [i for i in ids if i not in self._unmoved_ids]
+        if self._seen is not None:
+            maybe = [i for i in maybe if i in self._seen]
+        return self.store.known_deliveries(maybe) if maybe else set()
+
+    def _journal(self, journal: Journal, batch: list[_Pending]) -> None:
+        ids = [pending.item.id for pending in batch]
+        try:
+            known = self._unmoved_ids.intersection(ids) | self._stored_already(ids)
+            fresh: list[_Pending] = []
+            outcomes: list[bool | BaseException] = []
+            for pending in batch:
+                new = pending.item.id not in known
+                if new:
+                    known.add(pending.item.id)  # a repeat within the batch is a duplicate
+                    fresh.append(pending)
+                outcomes.append(new)
+            if fresh:
+                journal.append([pending.record for pending in fresh])
+        except Exception as exc:  # the database or the disk: nobody gets a 2xx
+            log.exception("could not journal %d delivery(ies)", len(batch))
+            _settle(batch, [exc] * len(batch))
+            return
+        _settle(batch, outcomes)
+        self._remember([pending.item for pending in fresh])
+
+    def _move(self, limit: int) -> bool:
+        """Move up to `limit` journaled deliveries into the table; False when none could be
+        (they stay journaled and are tried again). The journal is emptied once all are in."""
+        if time.monotonic() < self._retry_at:
+            return False
+        chunk = self._unmoved[:limit]
+        stuck: list[NewDelivery] = []
+        try:
+            inserted = self.store.insert_deliveries(chunk)
+        except Exception:
+            inserted = set()
+            # one row the database refuses must not hold up the others: one by one
+            for item in chunk if len(chunk) > 1 else ():
+                try:
+                    inserted |= self.store.insert_deliveries([item])
+                except Exception:
+                    stuck.append(item)
+            if len(chunk) == 1 or len(stuck) == len(chunk):
+                log.exception(
+                    "could not move %d journaled delivery(ies) into the database; "
+                    "they stay in the journal and are tried again",
+                    len(chunk),
+                )
+                self._retry_at = time.monotonic() + RETRY_MOVE_AFTER
+                return False
+            log.error(
+                "the database refused %s; it stays in the journal and is tried again",
+                ", ".join(item.id for item in stuck),
+            )
+        self._unmoved[: len(chunk)] = stuck
+        self._unmoved_ids.difference_update(item.id for item in chunk)
+        self._unmoved_ids.update(item.id for item in stuck)
+        if not self._unmoved and self.journal is not None:
+            try:
+                self.journal.clear()
+            except OSError:
+                log.exception("could not empty the inbox journal; its deliveries are stored")
+        fresh = [item for item in chunk if item.id in inserted]
+        if fresh and self.on_stored is not None:
+            self.on_stored(fresh)
+        return True
 
     def _commit(self, batch: list[_Pending]) -> None:
         try:
@@ -126,3 +311,13 @@ def _resolve(settled: list[tuple[asyncio.Future[bool], object]]) -> None:
             future.set_exception(outcome)
         else:
             future.set_result(bool(outcome))
+
+
+def _filter_of(ids: Iterable[str]) -> Bloom:
+    """A Bloom filter of `ids` with room for as many again (1% false positives, 1.2 MB
+    for a million ids). Past its room it answers "maybe" more often: more lookups, never
+    a duplicate let through."""
+    known = list(ids)
+    seen = Bloom(max(SEEN_CAPACITY, 2 * len(known)), 0.01)
+    seen.update(known)
+    return seen

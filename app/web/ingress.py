@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 from starlette.types import Receive, Scope, Send
 
-from app.core.envelope import Envelope, EnvelopeError
+from app.core.envelope import EnvelopeError, read_head
 from app.core.router import Router
 from app.effects.store import NewDelivery
 from app.engine.inbox import Inbox
@@ -138,18 +138,18 @@ class WebhookChecks:
         delivery_id = headers[b"x-github-delivery"].decode("latin-1")
         event = headers[b"x-github-event"].decode("latin-1")
         try:
-            env = Envelope.parse(delivery_id, event, body)
+            head = read_head(body)
         except EnvelopeError as exc:
             return refuse(400, str(exc))
         if event == "ping":
             return Answer(200, {"delivery": delivery_id, "status": "pong"})
-        handled = bool(self.router.rules_for(env.event, env.action))
+        handled = bool(self.router.rules_for(event, head.action))
         return NewDelivery(
             id=delivery_id,
             event=event,
-            action=_fit(env.action, 64),
-            repository=_fit(env.repository, 256),
-            installation_id=env.installation_id,
+            action=_fit(head.action, 64),
+            repository=_fit(head.repository, 256),
+            installation_id=head.installation_id,
             body=body,
             status="queued" if handled else "ignored",
         )

@@ -1,0 +1,212 @@
+"""The journaled inbox (SQLite): acknowledged once written to the journal, moved into the
+table when the ingress is idle, duplicates refused either way, nothing lost by a crash."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from app.effects.journal import Journal, encode
+from app.effects.store import NewDelivery, Store
+from app.engine import inbox as inbox_module
+from app.engine.inbox import Inbox
+
+
+def delivery(n: int) -> NewDelivery:
+    return NewDelivery(
+        id=f"j-{n}",
+        event="issues",
+        action="labeled",
+        repository="octo/repo",
+        installation_id=7,
+        body=b'{"action": "labeled", "n": %d}' % n,
+    )
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> Iterator[Store]:
+    store = Store(f"sqlite:///{tmp_path / 'nightshift.db'}")
+    store.migrate()
+    yield store
+    store.dispose()
+
+
+@pytest.fixture
+def journal_file(tmp_path: Path) -> Path:
+    return tmp_path / "nightshift.db-inbox"
+
+
+class Told:
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+
+    def __call__(self, items: Sequence[NewDelivery]) -> None:
+        self.ids += [item.id for item in items]
+
+
+def stored_ids(store: Store) -> set[str]:
+    return {row.id for row in store.list_deliveries(limit=10_000)}
+
+
+async def eventually(check: object, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+
+
+async def test_acknowledged_from_the_journal_then_moved_when_idle(
+    sqlite_store: Store, journal_file: Path
+) -> None:
+    told = Told()
+    inbox = Inbox(sqlite_store, on_stored=told, journal=Journal(journal_file))
+    inbox.start()
+    try:
+        results = await asyncio.gather(*[inbox.put(delivery(n)) for n in range(20)])
+        assert results == [True] * 20
+        await eventually(lambda: stored_ids(sqlite_store) == {f"j-{n}" for n in range(20)})
+        await eventually(lambda: journal_file.stat().st_size == 0)  # emptied once all moved
+        assert sorted(told.ids) == sorted(f"j-{n}" for n in range(20))
+        row = sqlite_store.delivery("j-3")
+        assert row is not None and row[1] == delivery(3).body
+    finally:
+        inbox.stop()
+
+
+async def test_duplicates_are_refused_journaled_or_moved(
+    sqlite_store: Store, journal_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sqlite_store.insert_deliveries([delivery(1)])  # stored by an earlier run
+    monkeypatch.setattr(inbox_module, "IDLE_AFTER", 60.0)  # nothing moves during the test
+    inbox = Inbox(sqlite_store, journal=Journal(journal_file))
+    inbox.start()
+    try:
+        assert await inbox.put(delivery(1)) is False  # in the table
+        assert await inbox.put(delivery(2)) is True
+        assert await inbox.put(delivery(2)) is False  # in the journal, not moved yet
+        same = await asyncio.gather(*[inbox.put(delivery(3)) for _ in range(10)])
+        assert sorted(same) == [False] * 9 + [True]
+        assert inbox.unmoved == 2
+    finally:
+        inbox.stop()  # a clean stop moves what is left
+    assert stored_ids(sqlite_store) == {"j-1", "j-2", "j-3"}
+
+
+async def test_a_crash_leaves_the_journal_and_the_next_start_moves_it_first(
+    sqlite_store: Store, journal_file: Path
+) -> None:
+    # what a killed process leaves: acknowledged records, and a torn one it never answered
+    journal = Journal(journal_file)
+    items = [replace(delivery(n), received_at=1_700_000_000.0) for n in range(5)]
+    journal.append([encode(item) for item in items])
+    journal.close()
+    with open(journal_file, "ab") as file:
+        file.write(encode(delivery(99))[:-3])
+    told = Told()
+    inbox = Inbox(sqlite_store, on_stored=told, journal=Journal(journal_file))
+    inbox.start()  # returns once they are in the table
+    try:
+        assert stored_ids(sqlite_store) == {f"j-{n}" for n in range(5)}
+        assert told.ids == [f"j-{n}" for n in range(5)]
+        assert journal_file.stat().st_size == 0
+        row = sqlite_store.list_deliveries(limit=10)[0]
+        assert row.received_at == 1_700_000_000.0  # when it arrived, not when it moved
+        assert await inbox.put(delivery(0)) is False
+        assert await inbox.put(delivery(99)) is True  # the torn one was never acknowledged
+    finally:
+        inbox.stop()
+
+
+async def test_a_database_that_refuses_a_move_keeps_the_deliveries_journaled(
+    sqlite_store: Store, journal_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(inbox_module, "RETRY_MOVE_AFTER", 0.05)
+    original = sqlite_store.insert_deliveries
+    refusals = {"left": 3}
+
+    def flaky(batch: Sequence[NewDelivery]) -> set[str]:
+        if refusals["left"] > 0:
+            refusals["left"] -= 1
+            raise ConnectionError("database is locked")
+        return original(batch)
+
+    monkeypatch.setattr(sqlite_store, "insert_deliveries", flaky)
+    inbox = Inbox(sqlite_store, journal=Journal(journal_file))
+    inbox.start()
+    try:
+        assert await inbox.put(delivery(1)) is True  # the journal does not need the table
+        await eventually(lambda: stored_ids(sqlite_store) == {"j-1"})
+        assert refusals["left"] == 0
+        await eventually(lambda: journal_file.stat().st_size == 0)
+    finally:
+        inbox.stop()
+
+
+async def test_one_row_the_database_refuses_does_not_hold_up_the_others(
+    sqlite_store: Store, journal_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = sqlite_store.insert_deliveries
+
+    def picky(batch: Sequence[NewDelivery]) -> set[str]:
+        if any(item.id == "j-2" for item in batch):
+            raise ValueError("row rejected by the database")
+        return original(batch)
+
+    monkeypatch.setattr(sqlite_store, "insert_deliveries", picky)
+    inbox = Inbox(sqlite_store, journal=Journal(journal_file))
+    inbox.start()
+    try:
+        assert await asyncio.gather(*[inbox.put(delivery(n)) for n in (1, 2, 3)]) == [True] * 3
+        await eventually(lambda: stored_ids(sqlite_store) == {"j-1", "j-3"})
+        assert inbox.unmoved == 1  # kept, tried again, never emptied out of the journal
+        assert journal_file.stat().st_size > 0
+    finally:
+        inbox.stop()
+
+
+async def test_under_a_burst_that_goes_on_the_oldest_are_moved_anyway(
+    sqlite_store: Store, journal_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(inbox_module, "IDLE_AFTER", 60.0)  # never idle
+    now = {"t": 1000.0}
+    inbox = Inbox(sqlite_store, journal=Journal(journal_file), clock=lambda: now["t"])
+    inbox.start()
+    try:
+        await inbox.put(delivery(1))
+        now["t"] += inbox_module.LAG_LIMIT + 1  # it has waited too long
+        await inbox.put(delivery(2))  # the next group commit moves the oldest
+        await eventually(lambda: "j-1" in stored_ids(sqlite_store))
+    finally:
+        inbox.stop()
+
+
+async def test_a_disk_that_refuses_the_write_is_an_error_for_the_whole_group(
+    sqlite_store: Store, journal_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    journal = Journal(journal_file)
+
+    def full(records: Sequence[bytes]) -> None:
+        raise OSError(28, "No space left on device")
+
+    inbox = Inbox(sqlite_store, journal=journal)
+    inbox.start()
+    monkeypatch.setattr(journal, "append", full)
+    try:
+        with pytest.raises(OSError, match="No space"):
+            await inbox.put(delivery(1))  # the ingress answers 503: GitHub redelivers
+        assert inbox.unmoved == 0
+    finally:
+        inbox.stop()
+    assert stored_ids(sqlite_store) == set()
+
+
+def test_the_store_answers_which_ids_it_has(store: Store) -> None:
+    store.insert_deliveries([delivery(1), delivery(2)])
+    assert store.known_deliveries(["j-1", "j-3", "j-2"]) == {"j-1", "j-2"}
+    assert store.known_deliveries([]) == set()
+    assert sorted(store.delivery_ids()) == ["j-1", "j-2"]
