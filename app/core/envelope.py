@@ -99,12 +99,13 @@ _HEAD = msgspec.json.Decoder(_Head)
 def read_head(body: bytes) -> Head:
     """The head of a body that must be a JSON object, checked whole without building it:
     a third of the CPU of `Envelope.parse` on a 12 KB body. An odd shape (a field of
-    another type than GitHub sends) is read by the full parse instead."""
+    another type than GitHub sends, or nesting deeper than msgspec goes) is read by the
+    full parse instead."""
     try:
         head = _HEAD.decode(body)
         if not body.isascii():
             body.decode("utf-8")  # msgspec does not look inside the strings it skips
-    except (msgspec.ValidationError, UnicodeDecodeError):
+    except (msgspec.ValidationError, UnicodeDecodeError, RecursionError):
         env = Envelope.parse("", "", body)
         return Head(env.action, env.installation_id, env.repository)
     except msgspec.DecodeError as exc:

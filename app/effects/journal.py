@@ -8,10 +8,11 @@ and moves them into the `deliveries` table afterwards, when the ingress is not b
 (app/engine/inbox.py). Whatever is still here at start-up (a crash, a kill) is moved
 then, before anything new is accepted.
 
-Each delivery is a record: its length and CRC-32, its head (JSON), a newline, its body. A
-group of records is one write on a file opened with O_DSYNC (durable when the write
-returns). A process killed in the middle of a write leaves a torn last record: its group
-was never acknowledged, so reading stops there and cuts the file back to whole records.
+A group of deliveries is one write on a file opened with O_DSYNC (durable when the write
+returns): the group's length and CRC-32, then a record per delivery (the lengths of its
+head and body, its head as JSON, its body). A process killed in the middle of a write
+leaves a torn last group: it was never acknowledged, so reading stops there and cuts the
+file back to whole groups.
 
 One process at a time: the file is locked (`flock`); a second `serve` on the same SQLite
 file gets `JournalBusy` and stores directly into the database.
@@ -33,7 +34,8 @@ from app.effects.store import NewDelivery
 
 log = logging.getLogger("nightshift")
 
-_FRAME = struct.Struct("<II")  # a record: length, CRC-32
+_FRAME = struct.Struct("<II")  # a group: its length, its CRC-32
+_RECORD = struct.Struct("<II")  # a delivery in a group: head length, body length
 
 
 class JournalBusy(Exception):
@@ -52,11 +54,12 @@ def journal_path(database_url: str) -> Path | None:
 
 
 def encode(item: NewDelivery) -> bytes:
-    """One record: length and CRC-32 of what follows, the head (JSON), a newline, the body.
+    """One delivery's record: the lengths of its head and body, its head (JSON), its body.
 
-    The ingress encodes each delivery as it arrives, on the event loop, so that the inbox
-    thread, which needs the GIL back after every call that lets go of it (zlib does, for a
-    12 KB body), only joins the records and writes them.
+    The ingress encodes each delivery as it arrives, on the event loop; the inbox thread
+    only frames a group and writes it. The checksum is one per group, not per record:
+    zlib lets go of the GIL for a 12 KB body, and getting it back costs whichever thread
+    asked up to a switch interval while the other one runs.
     """
     head = orjson.dumps(
         {
@@ -69,45 +72,72 @@ def encode(item: NewDelivery) -> bytes:
             "received_at": item.received_at,
         }
     )
-    record = b"%b\n%b" % (head, item.body)
-    return _FRAME.pack(len(record), zlib.crc32(record)) + record
+    return b"".join((_RECORD.pack(len(head), len(item.body)), head, item.body))
+
+
+def frame(records: Sequence[bytes]) -> tuple[bytes, bytes]:
+    """A group's frame (its length and CRC-32) and the group itself."""
+    group = b"".join(records)
+    return _FRAME.pack(len(group), zlib.crc32(group)), group
 
 
 def decode(data: bytes) -> tuple[list[NewDelivery], int]:
-    """The whole records at the start of `data`, and how many bytes they take."""
+    """The deliveries of the whole groups at the start of `data`, and how many bytes those
+    groups take."""
     items: list[NewDelivery] = []
     offset = 0
     while offset + _FRAME.size <= len(data):
         length, crc = _FRAME.unpack_from(data, offset)
         start = offset + _FRAME.size
-        record = data[start : start + length]
-        if len(record) < length or zlib.crc32(record) != crc:
+        group = data[start : start + length]
+        if len(group) < length or zlib.crc32(group) != crc:
             break
-        head, _, body = record.partition(b"\n")
         try:
-            fields = orjson.loads(head)
-            items.append(
-                NewDelivery(
-                    id=fields["id"],
-                    event=fields["event"],
-                    action=fields["action"],
-                    repository=fields["repository"],
-                    installation_id=fields["installation_id"],
-                    body=body,
-                    status=fields["status"],
-                    received_at=fields["received_at"],
-                )
-            )
-        except (orjson.JSONDecodeError, KeyError, TypeError):
+            items += _records(group)
+        except (orjson.JSONDecodeError, KeyError, TypeError, struct.error):
             break  # a checksum that matches garbage: nothing after it is trusted either
         offset = start + length
     return items, offset
 
 
+def _records(group: bytes) -> list[NewDelivery]:
+    items = []
+    at = 0
+    while at < len(group):
+        head_size, body_size = _RECORD.unpack_from(group, at)
+        at += _RECORD.size
+        fields = orjson.loads(group[at : at + head_size])
+        at += head_size
+        body = group[at : at + body_size]
+        at += body_size
+        if len(body) != body_size:
+            raise struct.error("a record runs past its group")
+        items.append(
+            NewDelivery(
+                id=fields["id"],
+                event=fields["event"],
+                action=fields["action"],
+                repository=fields["repository"],
+                installation_id=fields["installation_id"],
+                body=body,
+                status=fields["status"],
+                received_at=fields["received_at"],
+            )
+        )
+    return items
+
+
 class Journal:
     def __init__(self, path: Path) -> None:
         self.path = path
+        created = not path.exists()
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_DSYNC, 0o600)
+        if created:  # the file's name must survive a power cut too, not only its records
+            directory = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -115,14 +145,16 @@ class Journal:
             raise JournalBusy(f"{path} is held by another process") from None
 
     def append(self, records: Sequence[bytes]) -> None:
-        """Durable when this returns: one write (O_DSYNC) for the whole group of `encode`d
-        records."""
-        data = b"".join(records)
+        """Durable when this returns: one framed write (O_DSYNC) for the whole group of
+        `encode`d records."""
+        head, group = frame(records)
         before = self.size()
         try:
-            written = 0
-            while written < len(data):
-                written += os.write(self._fd, data[written:])
+            written = os.writev(self._fd, [head, group])
+            if written < len(head) + len(group):  # short: the rest, from where it stopped
+                rest = (head + group)[written:]
+                while rest:
+                    rest = rest[os.write(self._fd, rest) :]
         except OSError:
             # (disk full, say) nobody gets a 2xx for this group; what it wrote goes, so
             # later records do not follow a torn one
@@ -130,7 +162,8 @@ class Journal:
             raise
 
     def read(self) -> list[NewDelivery]:
-        """Every whole record; a torn or corrupt tail (never acknowledged) is left out."""
+        """Every delivery of the whole groups; a torn or corrupt tail (never acknowledged) is
+        left out."""
         with open(self.path, "rb") as file:
             data = file.read()
         items, used = decode(data)

@@ -12,12 +12,14 @@ Where the group is committed:
   checking that the ids are neither in the table nor in the journal already (a Bloom
   filter of the stored ids spares a query for a new id). The inbox thread moves journaled
   deliveries into the table when no delivery has come for `IDLE_AFTER` seconds; under a
-  burst that goes on, it also moves `LAG_BATCH` after each group commit once the oldest
-  has waited `LAG_LIMIT` seconds. So a burst costs the ingress one sequential write per
-  group, the table inserts (as much CPU again) come after it, and under a load that
-  never stops the workers (which read the table) still get deliveries, while the ingress
-  slows to what the table takes. At start-up, whatever the journal holds is moved before
-  anything new is accepted; on a clean stop, what is left is moved too.
+  burst that goes on, it also moves `LAG_BATCH` (or as many as were just journaled)
+  after each group commit once the oldest has waited `LAG_LIMIT` seconds, and everything
+  once the file passes `JOURNAL_MAX_BYTES` (which also bounds the bodies held in memory).
+  So a burst costs the ingress one sequential write per group, the table inserts (as
+  much CPU again) come after it, and under a load that never stops the workers (which
+  read the table) still get deliveries, while the ingress slows to what the table
+  takes. At start-up, whatever the journal holds is moved before anything new is
+  accepted; on a clean stop, what is left is moved too.
 
 `on_stored` is told of deliveries once they are in the table.
 """
@@ -33,6 +35,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from rbloom import Bloom
+from sqlalchemy.exc import OperationalError
 
 from app.effects.journal import Journal, encode
 from app.effects.store import NewDelivery, Store
@@ -44,7 +47,8 @@ PUT_TIMEOUT = 8.0
 IDLE_AFTER = 0.05  # seconds without a delivery before journaled ones are moved
 MOVE_BATCH = 256  # deliveries moved per transaction when idle
 LAG_LIMIT = 30.0  # seconds: under a burst that goes on, older deliveries are moved anyway,
-LAG_BATCH = 64  # this many after each group commit
+LAG_BATCH = 64  # this many (or as many as were just journaled) after each group commit
+JOURNAL_MAX_BYTES = 256 * 1024 * 1024  # past this, everything is moved and the file emptied
 RETRY_MOVE_AFTER = 1.0  # the database refused a move: the deliveries wait in the journal
 STOP_MOVING_AFTER = 5.0  # on stop, how long to keep moving (the rest moves at next start)
 SEEN_CAPACITY = 1_000_000  # ids the duplicate filter holds at 1% false positives, at least
@@ -55,7 +59,6 @@ class _Pending:
     item: NewDelivery
     future: asyncio.Future[bool]
     loop: asyncio.AbstractEventLoop
-    record: bytes = b""  # the journal's record of it (journal mode)
 
 
 class Inbox:
@@ -94,6 +97,9 @@ class Inbox:
         if self._thread is not None:
             self._queue.put(None)
             self._thread.join(timeout=STOP_MOVING_AFTER + 5)
+            if self._thread.is_alive():  # stuck on the database: it may still write the file
+                log.warning("the inbox thread did not stop; its journal stays open")
+                return
             self._thread = None
         if self.journal is not None:
             self.journal.close()
@@ -120,7 +126,7 @@ class Inbox:
         future: asyncio.Future[bool] = loop.create_future()
         if self.journal is not None:
             item = replace(item, received_at=self.clock())
-            self._queue.put(_Pending(item, future, loop, encode(item)))
+            self._queue.put(_Pending(item, future, loop))
         else:
             self._queue.put(_Pending(item, future, loop))
         return future
@@ -149,9 +155,15 @@ class Inbox:
                     break
                 batch.append(more)
             if self.journal is not None:
-                self._journal(self.journal, batch)
-                if self._unmoved and self._lag() > LAG_LIMIT:
-                    self._move(LAG_BATCH)  # a sustained burst must not starve the workers
+                journaled = self._journal(self.journal, batch)
+                if self._unmoved and self.journal.size() > JOURNAL_MAX_BYTES:
+                    # bounded: the file, and the bodies held here until they are moved
+                    while self._unmoved and self._move(MOVE_BATCH):
+                        pass
+                elif self._unmoved and self._lag() > LAG_LIMIT:
+                    # a burst that goes on must not starve the workers: from now on at
+                    # least as many are moved as were journaled
+                    self._move(max(LAG_BATCH, journaled))
             else:
                 self._commit(batch)
             if stopping:
@@ -208,7 +220,8 @@ class Inbox:
             maybe = [i for i in maybe if i in self._seen]
         return self.store.known_deliveries(maybe) if maybe else set()
 
-    def _journal(self, journal: Journal, batch: list[_Pending]) -> None:
+    def _journal(self, journal: Journal, batch: list[_Pending]) -> int:
+        """Journal the new deliveries of `batch` and answer every waiter; how many were new."""
         ids = [pending.item.id for pending in batch]
         try:
             known = self._unmoved_ids.intersection(ids) | self._stored_already(ids)
@@ -221,13 +234,14 @@ class Inbox:
                     fresh.append(pending)
                 outcomes.append(new)
             if fresh:
-                journal.append([pending.record for pending in fresh])
+                journal.append([encode(pending.item) for pending in fresh])
         except Exception as exc:  # the database or the disk: nobody gets a 2xx
             log.exception("could not journal %d delivery(ies)", len(batch))
             _settle(batch, [exc] * len(batch))
-            return
+            return 0
         _settle(batch, outcomes)
         self._remember([pending.item for pending in fresh])
+        return len(fresh)
 
     def _move(self, limit: int) -> bool:
         """Move up to `limit` journaled deliveries into the table; False when none could be
@@ -238,6 +252,10 @@ class Inbox:
         stuck: list[NewDelivery] = []
         try:
             inserted = self.store.insert_deliveries(chunk)
+        except OperationalError:  # locked, or gone: the whole chunk waits, no row by row
+            log.exception("could not move %d journaled delivery(ies) yet", len(chunk))
+            self._retry_at = time.monotonic() + RETRY_MOVE_AFTER
+            return False
         except Exception:
             inserted = set()
             # one row the database refuses must not hold up the others: one by one

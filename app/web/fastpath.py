@@ -40,6 +40,7 @@ class _Webhook:
         self.size = 0
         self.keep_alive = keep_alive
         self.response_complete = False
+        self.complete = False  # the whole request was read
         self.disconnected = False
         self.message_event = asyncio.Event()  # uvicorn sets it when the connection drops
 
@@ -57,7 +58,19 @@ class WebhookProtocol(HttpToolsProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.webhook: _Webhook | None = None
+        self.webhook: _Webhook | None = None  # the webhook whose body is being read
+        self.closing = False  # answered with `connection: close`: nothing more is parsed
+
+    def data_received(self, data: bytes) -> None:
+        if self.closing:
+            return  # the rest of a refused body, or anything after a last answer: dropped
+        super().data_received(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.webhook is not None:  # gone in the middle of a body: its bytes are given back
+            self._release(self.webhook)
+            self.webhook = None
+        super().connection_lost(exc)
 
     def on_headers_complete(self) -> None:
         parser = self.parser
@@ -101,9 +114,8 @@ class WebhookProtocol(HttpToolsProtocol):
             super().on_message_complete()
             return
         self.webhook = None
+        webhook.complete = True
         if webhook.response_complete:
-            if not webhook.keep_alive:
-                self.transport.close()  # the end of a refused body: no need to linger longer
             return
         body = b"".join(webhook.chunks)
         self._release(webhook)
@@ -164,16 +176,17 @@ class WebhookProtocol(HttpToolsProtocol):
             self.on_response_complete()
             return
         self.server_state.total_requests += 1
+        self.closing = True
         if webhook.disconnected or self.transport.is_closing():
             return
-        if self.transport.can_write_eof():
+        if webhook.complete or not self.transport.can_write_eof():
+            self.transport.close()
+        else:
             # a lingering close: the client may still be sending (a body refused part-way);
             # closing with its bytes unread would reset the connection and lose the answer
             self.transport.write_eof()
             self.flow.resume_reading()
             self.loop.call_later(LINGER_SECONDS, self.transport.close)
-        else:
-            self.transport.close()
 
 
 def protocol_for(checks: WebhookChecks, inbox: Inbox, path: str) -> type[WebhookProtocol]:

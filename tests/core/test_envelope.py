@@ -55,6 +55,7 @@ def test_read_head(body: bytes, head: Head) -> None:
         pytest.param(b"[1, 2]", id="an-array"),
         pytest.param(b'"a string"', id="a-string"),
         pytest.param(b"", id="empty"),
+        pytest.param(b'{"a": ' + b"[" * 5000 + b"]" * 5000 + b"}", id="nested-too-deep"),
     ],
 )
 def test_read_head_refuses_what_is_not_a_json_object(body: bytes) -> None:

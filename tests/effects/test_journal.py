@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from app.effects.journal import Journal, JournalBusy, encode, journal_path, open_journal
+from app.effects.journal import Journal, JournalBusy, encode, frame, journal_path, open_journal
 from app.effects.store import NewDelivery
 
 
@@ -36,22 +36,23 @@ def test_what_was_appended_is_read_back_exactly(journal: Journal) -> None:
     assert journal.read() == [*first, *second]
 
 
-def test_a_torn_last_record_is_dropped_and_cut_off(journal: Journal) -> None:
+def test_a_torn_last_group_is_dropped_and_cut_off(journal: Journal) -> None:
     journal.append([encode(delivery(1))])
     whole = journal.size()
     with open(journal.path, "ab") as file:  # a kill in the middle of the next write
-        file.write(encode(delivery(2))[:-5])
+        file.write(b"".join(frame([encode(delivery(2)), encode(delivery(4))]))[:-5])
     assert journal.read() == [delivery(1)]
     assert journal.size() == whole  # later records do not follow the torn one
     journal.append([encode(delivery(3))])
     assert journal.read() == [delivery(1), delivery(3)]
 
 
-def test_a_record_that_fails_its_checksum_ends_the_reading(journal: Journal) -> None:
-    journal.append([encode(delivery(n)) for n in (1, 2, 3)])
+def test_a_group_that_fails_its_checksum_ends_the_reading(journal: Journal) -> None:
+    for n in (1, 2, 3):
+        journal.append([encode(delivery(n))])  # a group each
     data = bytearray(journal.path.read_bytes())
-    second = len(encode(delivery(1)))
-    data[second + 20] ^= 0xFF  # a flipped byte inside the second record
+    second = 8 + len(encode(delivery(1)))
+    data[second + 20] ^= 0xFF  # a flipped byte inside the second group
     journal.path.write_bytes(bytes(data))
     assert journal.read() == [delivery(1)]
 

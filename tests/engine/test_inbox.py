@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from app.effects.journal import Journal, encode
+from app.effects.journal import Journal, encode, frame
 from app.effects.store import NewDelivery, Store
 from app.engine import inbox as inbox_module
 from app.engine.inbox import Inbox
@@ -106,7 +106,7 @@ async def test_a_crash_leaves_the_journal_and_the_next_start_moves_it_first(
     journal.append([encode(item) for item in items])
     journal.close()
     with open(journal_file, "ab") as file:
-        file.write(encode(delivery(99))[:-3])
+        file.write(b"".join(frame([encode(delivery(99))]))[:-3])
     told = Told()
     inbox = Inbox(sqlite_store, on_stored=told, journal=Journal(journal_file))
     inbox.start()  # returns once they are in the table
@@ -210,3 +210,20 @@ def test_the_store_answers_which_ids_it_has(store: Store) -> None:
     assert store.known_deliveries(["j-1", "j-3", "j-2"]) == {"j-1", "j-2"}
     assert store.known_deliveries([]) == set()
     assert sorted(store.delivery_ids()) == ["j-1", "j-2"]
+
+
+async def test_a_journal_past_its_size_is_moved_whole_and_emptied(
+    sqlite_store: Store, journal_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(inbox_module, "IDLE_AFTER", 60.0)  # never idle
+    monkeypatch.setattr(inbox_module, "JOURNAL_MAX_BYTES", 1000)
+    inbox = Inbox(sqlite_store, journal=Journal(journal_file))
+    inbox.start()
+    try:
+        for n in range(12):  # about 150 bytes each
+            assert await inbox.put(delivery(n)) is True
+            assert journal_file.stat().st_size <= 1000 + 200
+        assert inbox.unmoved < 12
+        assert len(stored_ids(sqlite_store)) + inbox.unmoved == 12
+    finally:
+        inbox.stop()

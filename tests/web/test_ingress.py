@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
 import httpx
@@ -492,3 +492,30 @@ async def test_an_http_1_0_client_gets_its_answer_and_the_connection_closes(stor
         assert answer.startswith(b"HTTP/1.1 202 ")
         assert b"connection: close" in answer
         assert answer.endswith(b'{"delivery":"old-client","status":"queued"}')
+
+
+@pytest.fixture
+async def on_a_socket(store: Store) -> AsyncIterator[Harness]:
+    async for harness in _harness(store, [SECRET], "http"):
+        yield harness
+
+
+async def test_a_client_gone_in_the_middle_of_a_body_gives_its_bytes_back(
+    on_a_socket: Harness,
+) -> None:
+    assert on_a_socket.address is not None
+    checks = on_a_socket.app.endpoint.checks
+    _, writer = await asyncio.open_connection(*on_a_socket.address)
+    writer.write(request_head(1024 * 1024) + b" " * 100_000)  # a tenth of what it said
+    await writer.drain()
+    await eventually(lambda: checks.buffered > 0)
+    writer.close()  # and gone
+    await eventually(lambda: checks.buffered == 0)
+    assert (await on_a_socket.post(LABELED)).status_code == 202
+
+
+async def eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.01)
