@@ -144,11 +144,16 @@ class Journal:
             os.close(self._fd)
             raise JournalBusy(f"{path} is held by another process") from None
 
-    def append(self, records: Sequence[bytes]) -> None:
+    def append(self, records: Sequence[bytes]) -> list[int]:
         """Durable when this returns: one framed write (O_DSYNC) for the whole group of
-        `encode`d records."""
+        `encode`d records. Where each record starts in the file (for `body`)."""
         head, group = frame(records)
         before = self.size()
+        starts = []
+        at = before + len(head)
+        for record in records:
+            starts.append(at)
+            at += len(record)
         try:
             written = os.writev(self._fd, [head, group])
             if written < len(head) + len(group):  # short: the rest, from where it stopped
@@ -160,6 +165,15 @@ class Journal:
             # later records do not follow a torn one
             os.ftruncate(self._fd, before)
             raise
+        return starts
+
+    def body(self, start: int) -> bytes:
+        """The body of the record at `start` (from the page cache, most of the time)."""
+        head_size, body_size = _RECORD.unpack(os.pread(self._fd, _RECORD.size, start))
+        body = os.pread(self._fd, body_size, start + _RECORD.size + head_size)
+        if len(body) != body_size:
+            raise OSError(f"{self.path}: a record at {start} ends early")
+        return body
 
     def read(self) -> list[NewDelivery]:
         """Every delivery of the whole groups; a torn or corrupt tail (never acknowledged) is

@@ -13,8 +13,9 @@ Where the group is committed:
   filter of the stored ids spares a query for a new id). The inbox thread moves journaled
   deliveries into the table when no delivery has come for `IDLE_AFTER` seconds; under a
   burst that goes on, it also moves `LAG_BATCH` (or as many as were just journaled)
-  after each group commit once the oldest has waited `LAG_LIMIT` seconds, and everything
-  once the file passes `JOURNAL_MAX_BYTES` (which also bounds the bodies held in memory).
+  after each group commit once the oldest has waited `LAG_LIMIT` seconds or the file has
+  passed `JOURNAL_MAX_BYTES`, until the journal is empty again. The bodies stay in the
+  file (and the page cache) until they are moved: memory does not grow with a burst.
   So a burst costs the ingress one sequential write per group, the table inserts (as
   much CPU again) come after it, and under a load that never stops the workers (which
   read the table) still get deliveries, while the ingress slows to what the table
@@ -48,7 +49,7 @@ IDLE_AFTER = 0.05  # seconds without a delivery before journaled ones are moved
 MOVE_BATCH = 256  # deliveries moved per transaction when idle
 LAG_LIMIT = 30.0  # seconds: under a burst that goes on, older deliveries are moved anyway,
 LAG_BATCH = 64  # this many (or as many as were just journaled) after each group commit
-JOURNAL_MAX_BYTES = 256 * 1024 * 1024  # past this, everything is moved and the file emptied
+JOURNAL_MAX_BYTES = 1024 * 1024 * 1024  # past this, moved as for LAG_LIMIT
 RETRY_MOVE_AFTER = 1.0  # the database refused a move: the deliveries wait in the journal
 STOP_MOVING_AFTER = 5.0  # on stop, how long to keep moving (the rest moves at next start)
 SEEN_CAPACITY = 1_000_000  # ids the duplicate filter holds at 1% false positives, at least
@@ -78,8 +79,9 @@ class Inbox:
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         # journaled and not in the table yet, oldest first (only the inbox thread uses these)
-        self._unmoved: list[NewDelivery] = []
+        self._unmoved: list[NewDelivery] = []  # journaled ones without their bodies
         self._unmoved_ids: set[str] = set()
+        self._starts: dict[str, int] = {}  # where their records are in the journal
         self._retry_at = 0.0
         self._seen: Bloom | None = None  # every id stored or journaled (journal mode)
 
@@ -156,13 +158,12 @@ class Inbox:
                 batch.append(more)
             if self.journal is not None:
                 journaled = self._journal(self.journal, batch)
-                if self._unmoved and self.journal.size() > JOURNAL_MAX_BYTES:
-                    # bounded: the file, and the bodies held here until they are moved
-                    while self._unmoved and self._move(MOVE_BATCH):
-                        pass
-                elif self._unmoved and self._lag() > LAG_LIMIT:
-                    # a burst that goes on must not starve the workers: from now on at
-                    # least as many are moved as were journaled
+                if self._unmoved and (
+                    self._lag() > LAG_LIMIT or self.journal.size() > JOURNAL_MAX_BYTES
+                ):
+                    # a burst that goes on must not starve the workers, nor fill the disk:
+                    # from now on at least as many are moved as were journaled, until the
+                    # journal is empty again
                     self._move(max(LAG_BATCH, journaled))
             else:
                 self._commit(batch)
@@ -201,6 +202,13 @@ class Inbox:
         if self._unmoved:
             log.warning("%d journaled delivery(ies) move at the next start", len(self._unmoved))
 
+    def _whole(self, item: NewDelivery) -> NewDelivery:
+        """The delivery with its body, read back from the journal if it was left there."""
+        start = self._starts.get(item.id)
+        if start is None or self.journal is None:
+            return item  # recovered at start-up: read whole already
+        return replace(item, body=self.journal.body(start))
+
     def _lag(self) -> float:
         """How long the oldest journaled delivery has waited for the table."""
         received = self._unmoved[0].received_at if self._unmoved else None
@@ -233,14 +241,15 @@ class Inbox:
                     known.add(pending.item.id)  # a repeat within the batch is a duplicate
                     fresh.append(pending)
                 outcomes.append(new)
-            if fresh:
-                journal.append([encode(pending.item) for pending in fresh])
+            starts = journal.append([encode(p.item) for p in fresh]) if fresh else []
         except Exception as exc:  # the database or the disk: nobody gets a 2xx
             log.exception("could not journal %d delivery(ies)", len(batch))
             _settle(batch, [exc] * len(batch))
             return 0
         _settle(batch, outcomes)
-        self._remember([pending.item for pending in fresh])
+        # the bodies stay in the file (the page cache): memory does not grow with a burst
+        self._remember([replace(p.item, body=b"") for p in fresh])
+        self._starts.update((p.item.id, start) for p, start in zip(fresh, starts, strict=True))
         return len(fresh)
 
     def _move(self, limit: int) -> bool:
@@ -251,7 +260,13 @@ class Inbox:
         chunk = self._unmoved[:limit]
         stuck: list[NewDelivery] = []
         try:
-            inserted = self.store.insert_deliveries(chunk)
+            rows = [self._whole(item) for item in chunk]
+        except OSError:
+            log.exception("could not read journaled bodies back; they are tried again")
+            self._retry_at = time.monotonic() + RETRY_MOVE_AFTER
+            return False
+        try:
+            inserted = self.store.insert_deliveries(rows)
         except OperationalError:  # locked, or gone: the whole chunk waits, no row by row
             log.exception("could not move %d journaled delivery(ies) yet", len(chunk))
             self._retry_at = time.monotonic() + RETRY_MOVE_AFTER
@@ -259,9 +274,9 @@ class Inbox:
         except Exception:
             inserted = set()
             # one row the database refuses must not hold up the others: one by one
-            for item in chunk if len(chunk) > 1 else ():
+            for item, row in zip(chunk, rows, strict=True) if len(chunk) > 1 else ():
                 try:
-                    inserted |= self.store.insert_deliveries([item])
+                    inserted |= self.store.insert_deliveries([row])
                 except Exception:
                     stuck.append(item)
             if len(chunk) == 1 or len(stuck) == len(chunk):
@@ -277,14 +292,17 @@ class Inbox:
                 ", ".join(item.id for item in stuck),
             )
         self._unmoved[: len(chunk)] = stuck
-        self._unmoved_ids.difference_update(item.id for item in chunk)
-        self._unmoved_ids.update(item.id for item in stuck)
+        kept = {item.id for item in stuck}
+        for item in chunk:
+            if item.id not in kept:
+                self._unmoved_ids.discard(item.id)
+                self._starts.pop(item.id, None)
         if not self._unmoved and self.journal is not None:
             try:
                 self.journal.clear()
             except OSError:
                 log.exception("could not empty the inbox journal; its deliveries are stored")
-        fresh = [item for item in chunk if item.id in inserted]
+        fresh = [row for row in rows if row.id in inserted]
         if fresh and self.on_stored is not None:
             self.on_stored(fresh)
         return True

@@ -36,6 +36,13 @@ def test_what_was_appended_is_read_back_exactly(journal: Journal) -> None:
     assert journal.read() == [*first, *second]
 
 
+def test_a_body_is_read_back_from_where_its_record_starts(journal: Journal) -> None:
+    journal.append([encode(delivery(1))])
+    items = [delivery(2, b"x" * 5000), delivery(3, b"")]
+    starts = journal.append([encode(item) for item in items])
+    assert [journal.body(start) for start in starts] == [b"x" * 5000, b""]
+
+
 def test_a_torn_last_group_is_dropped_and_cut_off(journal: Journal) -> None:
     journal.append([encode(delivery(1))])
     whole = journal.size()

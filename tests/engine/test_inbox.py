@@ -212,7 +212,7 @@ def test_the_store_answers_which_ids_it_has(store: Store) -> None:
     assert sorted(store.delivery_ids()) == ["j-1", "j-2"]
 
 
-async def test_a_journal_past_its_size_is_moved_whole_and_emptied(
+async def test_a_journal_past_its_size_is_moved_and_emptied(
     sqlite_store: Store, journal_file: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(inbox_module, "IDLE_AFTER", 60.0)  # never idle
