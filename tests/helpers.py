@@ -11,6 +11,7 @@ from typing import Any
 from githubkit.webhooks import sign
 
 from app.effects.github import GitHubApp
+from app.effects.store import NewDelivery
 from tests.fakes.github import FakeGitHub
 
 PAYLOADS = Path(__file__).parent / "payloads"
@@ -179,3 +180,20 @@ def workflow_run_event(
         "installation": {"id": installation},
         "sender": {"login": "github-actions[bot]", "type": "Bot"},
     }
+
+
+def new_delivery(
+    delivery_id: str, body: bytes | None = None, received_at: float | None = None
+) -> NewDelivery:
+    """A verified `issues.labeled` delivery as the ingress hands it to the inbox."""
+    if body is None:
+        body = b'{"action": "labeled", "id": "%b"}' % delivery_id.encode()
+    return NewDelivery(
+        id=delivery_id,
+        event="issues",
+        action="labeled",
+        repository="octo/repo",
+        installation_id=7,
+        body=body,
+        received_at=received_at,
+    )

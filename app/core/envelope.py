@@ -62,7 +62,7 @@ class Envelope:
         return cls(
             delivery_id=delivery_id,
             event=event,
-            action=action if isinstance(action, str) else None,
+            action=_str(action),
             installation_id=_int_field(installation, "id"),
             repository=_str_field(repository, "full_name"),
             sender=_str_field(sender, "login"),
@@ -110,24 +110,27 @@ def read_head(body: bytes) -> Head:
         return Head(env.action, env.installation_id, env.repository)
     except msgspec.DecodeError as exc:
         raise EnvelopeError(f"body is not valid JSON: {exc}") from None
-    installation, repository = head.installation, head.repository
     return Head(
-        action=head.action if isinstance(head.action, str) else None,
-        installation_id=_int_field({"id": installation.id} if installation else None, "id"),
-        repository=_str_field(
-            {"full_name": repository.full_name} if repository else None, "full_name"
-        ),
+        action=_str(head.action),
+        installation_id=_int(head.installation.id) if head.installation else None,
+        repository=_str(head.repository.full_name) if head.repository else None,
     )
 
 
-def _int_field(obj: object, key: str) -> int | None:
-    value = obj.get(key) if isinstance(obj, Mapping) else None
+def _int(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def _str_field(obj: object, key: str) -> str | None:
-    value = obj.get(key) if isinstance(obj, Mapping) else None
+def _str(value: object) -> str | None:
     return value if isinstance(value, str) else None
+
+
+def _int_field(obj: object, key: str) -> int | None:
+    return _int(obj.get(key) if isinstance(obj, Mapping) else None)
+
+
+def _str_field(obj: object, key: str) -> str | None:
+    return _str(obj.get(key) if isinstance(obj, Mapping) else None)
 
 
 class _View(BaseModel):

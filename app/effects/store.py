@@ -158,6 +158,12 @@ class Store:
             inserted = connection.execute(statement, list(rows.values())).scalars().all()
         return set(inserted)
 
+    @staticmethod
+    def unavailable(exc: BaseException) -> bool:
+        """The database could not be used (locked, gone), as against refusing what was
+        asked of it: worth trying the same thing again later."""
+        return isinstance(exc, sa.exc.OperationalError)
+
     def delivery_ids(self) -> Iterator[str]:
         """Every stored delivery id, streamed."""
         with self.engine.connect() as connection:

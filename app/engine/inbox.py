@@ -36,7 +36,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from rbloom import Bloom
-from sqlalchemy.exc import OperationalError
 
 from app.effects.journal import Journal, encode
 from app.effects.store import NewDelivery, Store
@@ -80,8 +79,9 @@ class Inbox:
         self._thread: threading.Thread | None = None
         # journaled and not in the table yet, oldest first (only the inbox thread uses these)
         self._unmoved: list[NewDelivery] = []  # journaled ones without their bodies
-        self._unmoved_ids: set[str] = set()
-        self._starts: dict[str, int] = {}  # where their records are in the journal
+        # their ids, and where each one's record starts in the journal (None: read whole
+        # at start-up, body and all)
+        self._starts: dict[str, int | None] = {}
         self._retry_at = 0.0
         self._seen: Bloom | None = None  # every id stored or journaled (journal mode)
 
@@ -126,11 +126,9 @@ class Inbox:
         """`put` without a task: the future (of `loop`, the running one) resolves to True when
         stored now, False for a duplicate; the caller bounds the wait (`PUT_TIMEOUT`)."""
         future: asyncio.Future[bool] = loop.create_future()
-        if self.journal is not None:
+        if self.journal is not None:  # moved into the table later: the time it came
             item = replace(item, received_at=self.clock())
-            self._queue.put(_Pending(item, future, loop))
-        else:
-            self._queue.put(_Pending(item, future, loop))
+        self._queue.put(_Pending(item, future, loop))
         return future
 
     # the inbox thread ---------------------------------------------------------------------
@@ -191,7 +189,7 @@ class Inbox:
             return
         if items:
             log.warning("moving %d delivery(ies) left in the inbox journal", len(items))
-        self._remember(items)
+        self._remember(items, [None] * len(items))
         while self._unmoved and self._move(MOVE_BATCH):
             pass
 
@@ -204,7 +202,7 @@ class Inbox:
 
     def _whole(self, item: NewDelivery) -> NewDelivery:
         """The delivery with its body, read back from the journal if it was left there."""
-        start = self._starts.get(item.id)
+        start = self._starts[item.id]
         if start is None or self.journal is None:
             return item  # recovered at start-up: read whole already
         return replace(item, body=self.journal.body(start))
@@ -214,16 +212,16 @@ class Inbox:
         received = self._unmoved[0].received_at if self._unmoved else None
         return self.clock() - received if received is not None else 0.0
 
-    def _remember(self, items: Sequence[NewDelivery]) -> None:
+    def _remember(self, items: Sequence[NewDelivery], starts: Sequence[int | None]) -> None:
         self._unmoved.extend(items)
-        self._unmoved_ids.update(item.id for item in items)
+        self._starts.update(zip((item.id for item in items), starts, strict=True))
         if self._seen is not None:
             self._seen.update(item.id for item in items)
 
     def _stored_already(self, ids: Sequence[str]) -> set[str]:
         """Which ids the table has. Only the ids the filter may have seen are looked up: a
         new delivery costs no query (the filter has no false negatives)."""
-        maybe = [i for i in ids if i not in self._unmoved_ids]
+        maybe = [i for i in ids if i not in self._starts]
         if self._seen is not None:
             maybe = [i for i in maybe if i in self._seen]
         return self.store.known_deliveries(maybe) if maybe else set()
@@ -232,7 +230,7 @@ class Inbox:
         """Journal the new deliveries of `batch` and answer every waiter; how many were new."""
         ids = [pending.item.id for pending in batch]
         try:
-            known = self._unmoved_ids.intersection(ids) | self._stored_already(ids)
+            known = self._starts.keys() & set(ids) | self._stored_already(ids)
             fresh: list[_Pending] = []
             outcomes: list[bool | BaseException] = []
             for pending in batch:
@@ -248,8 +246,7 @@ class Inbox:
             return 0
         _settle(batch, outcomes)
         # the bodies stay in the file (the page cache): memory does not grow with a burst
-        self._remember([replace(p.item, body=b"") for p in fresh])
-        self._starts.update((p.item.id, start) for p, start in zip(fresh, starts, strict=True))
+        self._remember([replace(p.item, body=b"") for p in fresh], starts)
         return len(fresh)
 
     def _move(self, limit: int) -> bool:
@@ -258,45 +255,38 @@ class Inbox:
         if time.monotonic() < self._retry_at:
             return False
         chunk = self._unmoved[:limit]
-        stuck: list[NewDelivery] = []
         try:
             rows = [self._whole(item) for item in chunk]
+            refused: dict[int, BaseException] = {}
         except OSError:
             log.exception("could not read journaled bodies back; they are tried again")
             self._retry_at = time.monotonic() + RETRY_MOVE_AFTER
             return False
         try:
             inserted = self.store.insert_deliveries(rows)
-        except OperationalError:  # locked, or gone: the whole chunk waits, no row by row
-            log.exception("could not move %d journaled delivery(ies) yet", len(chunk))
-            self._retry_at = time.monotonic() + RETRY_MOVE_AFTER
-            return False
-        except Exception:
-            inserted = set()
-            # one row the database refuses must not hold up the others: one by one
-            for item, row in zip(chunk, rows, strict=True) if len(chunk) > 1 else ():
-                try:
-                    inserted |= self.store.insert_deliveries([row])
-                except Exception:
-                    stuck.append(item)
-            if len(chunk) == 1 or len(stuck) == len(chunk):
-                log.exception(
-                    "could not move %d journaled delivery(ies) into the database; "
+        except Exception as exc:
+            # locked or gone: the whole chunk waits; a row refused: the others go on
+            whole = len(rows) == 1 or self.store.unavailable(exc)
+            inserted, refused = (set(), {0: exc}) if whole else self._insert_apart(rows)
+            if whole or len(refused) == len(rows):
+                log.error(
+                    "could not move %d journaled delivery(ies) into the database (%s); "
                     "they stay in the journal and are tried again",
                     len(chunk),
+                    exc,
                 )
                 self._retry_at = time.monotonic() + RETRY_MOVE_AFTER
                 return False
             log.error(
                 "the database refused %s; it stays in the journal and is tried again",
-                ", ".join(item.id for item in stuck),
+                ", ".join(chunk[index].id for index in refused),
             )
+        stuck = [chunk[index] for index in refused]
         self._unmoved[: len(chunk)] = stuck
         kept = {item.id for item in stuck}
         for item in chunk:
             if item.id not in kept:
-                self._unmoved_ids.discard(item.id)
-                self._starts.pop(item.id, None)
+                del self._starts[item.id]
         if not self._unmoved and self.journal is not None:
             try:
                 self.journal.clear()
@@ -308,18 +298,18 @@ class Inbox:
         return True
 
     def _commit(self, batch: list[_Pending]) -> None:
+        items = [pending.item for pending in batch]
+        refused: dict[int, BaseException] = {}
         try:
-            inserted = self.store.insert_deliveries([p.item for p in batch])
-        except Exception as exc:
-            if len(batch) > 1:  # one bad row must not fail the others: commit them one by one
-                for pending in batch:
-                    self._commit([pending])
-                return
-            _settle(batch, [exc])  # the database is down: the waiter gets the error
-            return
+            inserted = self.store.insert_deliveries(items)
+        except Exception as exc:  # the database is down (the waiters get the error), or a row
+            inserted, refused = self._insert_apart(items) if len(items) > 1 else (set(), {0: exc})
         fresh: list[NewDelivery] = []
         outcomes: list[bool | BaseException] = []
-        for pending in batch:
+        for index, pending in enumerate(batch):
+            if index in refused:
+                outcomes.append(refused[index])
+                continue
             new = pending.item.id in inserted
             if new:
                 inserted.discard(pending.item.id)  # a repeat within the batch is a duplicate
@@ -328,6 +318,20 @@ class Inbox:
         _settle(batch, outcomes)
         if fresh and self.on_stored is not None:
             self.on_stored(fresh)
+
+    def _insert_apart(
+        self, rows: Sequence[NewDelivery]
+    ) -> tuple[set[str], dict[int, BaseException]]:
+        """Each row on its own, so that one the database refuses does not hold up the
+        others: the ids inserted, and what refused the others (by position)."""
+        inserted: set[str] = set()
+        refused: dict[int, BaseException] = {}
+        for index, row in enumerate(rows):
+            try:
+                inserted |= self.store.insert_deliveries([row])
+            except Exception as exc:
+                refused[index] = exc
+        return inserted, refused
 
 
 def _settle(batch: list[_Pending], outcomes: Sequence[bool | BaseException]) -> None:

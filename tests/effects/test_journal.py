@@ -9,19 +9,11 @@ import pytest
 
 from app.effects.journal import Journal, JournalBusy, encode, frame, journal_path, open_journal
 from app.effects.store import NewDelivery
+from tests.helpers import new_delivery
 
 
 def delivery(n: int, body: bytes = b'{"action": "labeled"}') -> NewDelivery:
-    return NewDelivery(
-        id=f"d-{n}",
-        event="issues",
-        action="labeled",
-        repository="octo/repo",
-        installation_id=7,
-        body=body,
-        status="queued",
-        received_at=1_700_000_000.0 + n,
-    )
+    return new_delivery(f"d-{n}", body, received_at=1_700_000_000.0 + n)
 
 
 @pytest.fixture

@@ -5,27 +5,39 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from sqlalchemy.exc import OperationalError
 
 from app.effects.journal import Journal, encode, frame
 from app.effects.store import NewDelivery, Store
 from app.engine import inbox as inbox_module
 from app.engine.inbox import Inbox
+from tests.helpers import new_delivery
 
 
 def delivery(n: int) -> NewDelivery:
-    return NewDelivery(
-        id=f"j-{n}",
-        event="issues",
-        action="labeled",
-        repository="octo/repo",
-        installation_id=7,
-        body=b'{"action": "labeled", "n": %d}' % n,
-    )
+    return new_delivery(f"j-{n}")
+
+
+def refusing(
+    store: Store,
+    monkeypatch: pytest.MonkeyPatch,
+    refusal: Callable[[Sequence[NewDelivery]], BaseException | None],
+) -> None:
+    """The store's inserts raise what `refusal` gives for a batch (None: inserted)."""
+    insert = store.insert_deliveries
+
+    def insert_unless_refused(batch: Sequence[NewDelivery]) -> set[str]:
+        error = refusal(batch)
+        if error is not None:
+            raise error
+        return insert(batch)
+
+    monkeypatch.setattr(store, "insert_deliveries", insert_unless_refused)
 
 
 @pytest.fixture
@@ -126,21 +138,21 @@ async def test_a_database_that_refuses_a_move_keeps_the_deliveries_journaled(
     sqlite_store: Store, journal_file: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(inbox_module, "RETRY_MOVE_AFTER", 0.05)
-    original = sqlite_store.insert_deliveries
     refusals = {"left": 3}
 
-    def flaky(batch: Sequence[NewDelivery]) -> set[str]:
-        if refusals["left"] > 0:
-            refusals["left"] -= 1
-            raise ConnectionError("database is locked")
-        return original(batch)
+    def locked(batch: Sequence[NewDelivery]) -> BaseException | None:
+        if refusals["left"] == 0:
+            return None
+        refusals["left"] -= 1
+        return OperationalError("INSERT", {}, Exception("database is locked"))
 
-    monkeypatch.setattr(sqlite_store, "insert_deliveries", flaky)
+    refusing(sqlite_store, monkeypatch, locked)
     inbox = Inbox(sqlite_store, journal=Journal(journal_file))
     inbox.start()
     try:
-        assert await inbox.put(delivery(1)) is True  # the journal does not need the table
-        await eventually(lambda: stored_ids(sqlite_store) == {"j-1"})
+        # the journal does not need the table
+        assert await asyncio.gather(*[inbox.put(delivery(n)) for n in (1, 2, 3)]) == [True] * 3
+        await eventually(lambda: stored_ids(sqlite_store) == {"j-1", "j-2", "j-3"})
         assert refusals["left"] == 0
         await eventually(lambda: journal_file.stat().st_size == 0)
     finally:
@@ -150,14 +162,11 @@ async def test_a_database_that_refuses_a_move_keeps_the_deliveries_journaled(
 async def test_one_row_the_database_refuses_does_not_hold_up_the_others(
     sqlite_store: Store, journal_file: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    original = sqlite_store.insert_deliveries
+    def bad_row(batch: Sequence[NewDelivery]) -> BaseException | None:
+        rejected = any(item.id == "j-2" for item in batch)
+        return ValueError("row rejected by the database") if rejected else None
 
-    def picky(batch: Sequence[NewDelivery]) -> set[str]:
-        if any(item.id == "j-2" for item in batch):
-            raise ValueError("row rejected by the database")
-        return original(batch)
-
-    monkeypatch.setattr(sqlite_store, "insert_deliveries", picky)
+    refusing(sqlite_store, monkeypatch, bad_row)
     inbox = Inbox(sqlite_store, journal=Journal(journal_file))
     inbox.start()
     try:
