@@ -255,18 +255,27 @@ class Store:
                 .values(status=status, finished_at=self.clock(), error=error)
             )
 
-    def undispatched(self, limit: int) -> list[tuple[str, str]]:
-        """Queued deliveries whose workflow has not been enqueued yet, oldest first, with the
-        key that serializes them (the repository, else the installation)."""
+    def undispatched(self, limit: int) -> list[tuple[str, str, float]]:
+        """Queued deliveries whose workflow has not been started yet, oldest first, with the
+        key that serializes them (the repository, else the installation) and when each
+        was received."""
         with self.engine.connect() as connection:
             rows = connection.execute(
-                sa.select(deliveries.c.id, deliveries.c.repository, deliveries.c.installation_id)
+                sa.select(
+                    deliveries.c.id,
+                    deliveries.c.repository,
+                    deliveries.c.installation_id,
+                    deliveries.c.received_at,
+                )
                 .where(deliveries.c.status == "queued")
                 .where(deliveries.c.dispatched_at.is_(None))
                 .order_by(deliveries.c.received_at)
                 .limit(limit)
             ).all()
-        return [(str(id_), _partition(repo, installation)) for id_, repo, installation in rows]
+        return [
+            (str(id_), _partition(repo, installation), float(received))
+            for id_, repo, installation, received in rows
+        ]
 
     def in_flight(self) -> dict[str, int]:
         """Deliveries whose workflow is enqueued or running, by partition key."""

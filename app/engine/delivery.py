@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from typing import Any
 
 from dbos import DBOS, DBOSConfiguredInstance
@@ -50,6 +51,7 @@ class DeliveryEngine(DBOSConfiguredInstance):
     metrics: Metrics
     configs: ConfigSource
     app_id: int | None = None
+    on_finished: Callable[[], None] | None = None
 
     def __init__(self) -> None:
         super().__init__(config_name="deliveries")
@@ -61,8 +63,13 @@ class DeliveryEngine(DBOSConfiguredInstance):
         metrics: Metrics,
         configs: ConfigSource,
         app_id: int | None = None,
+        *,
+        on_finished: Callable[[], None] | None = None,
     ) -> DeliveryEngine:
+        """`on_finished` is told when a delivery's workflow ends (the pump may start the
+        next one of its repository)."""
         self.app_id = app_id
+        self.on_finished = on_finished
         self.store = store
         self.executor = executor
         self.metrics = metrics
@@ -71,6 +78,13 @@ class DeliveryEngine(DBOSConfiguredInstance):
 
     @DBOS.workflow(name="nightshift.delivery")
     def handle(self, delivery_id: str) -> str:
+        try:
+            return self._handle(delivery_id)
+        finally:
+            if self.on_finished is not None:
+                self.on_finished()
+
+    def _handle(self, delivery_id: str) -> str:
         started = time.monotonic()
         try:
             plan = self.plan(delivery_id)

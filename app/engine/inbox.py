@@ -116,6 +116,13 @@ class Inbox:
         """Deliveries acknowledged and journaled, not yet in the table."""
         return len(self._unmoved)
 
+    def waiting(self) -> float:
+        """How long the oldest journaled delivery has waited for the table (0 when none):
+        the length of the burst coming in, since they move once it pauses. Any thread."""
+        oldest = self._unmoved[:1]  # one atomic read: the inbox thread changes the list
+        received = oldest[0].received_at if oldest else None
+        return max(0.0, self.clock() - received) if received is not None else 0.0
+
     async def put(self, item: NewDelivery, timeout: float | None = None) -> bool:
         """Store one delivery; raises when it cannot be stored within `timeout` seconds
         (GitHub gives up after 10 s, so the ingress must answer before that)."""
@@ -157,7 +164,7 @@ class Inbox:
             if self.journal is not None:
                 journaled = self._journal(self.journal, batch)
                 if self._unmoved and (
-                    self._lag() > LAG_LIMIT or self.journal.size() > JOURNAL_MAX_BYTES
+                    self.waiting() > LAG_LIMIT or self.journal.size() > JOURNAL_MAX_BYTES
                 ):
                     # a burst that goes on must not starve the workers, nor fill the disk:
                     # from now on at least as many are moved as were journaled, until the
@@ -206,11 +213,6 @@ class Inbox:
         if start is None or self.journal is None:
             return item  # recovered at start-up: read whole already
         return replace(item, body=self.journal.body(start))
-
-    def _lag(self) -> float:
-        """How long the oldest journaled delivery has waited for the table."""
-        received = self._unmoved[0].received_at if self._unmoved else None
-        return self.clock() - received if received is not None else 0.0
 
     def _remember(self, items: Sequence[NewDelivery], starts: Sequence[int | None]) -> None:
         self._unmoved.extend(items)

@@ -127,7 +127,9 @@ class ReportEngine(DBOSConfiguredInstance):
             self._schedules.clear()
         return self
 
-    def launch(self, *, concurrency: int = 2, schedule: bool = True) -> None:
+    def launch(
+        self, *, concurrency: int = 2, schedule: bool = True, polling_interval: float = 1.0
+    ) -> None:
         """After `DBOS.launch()`: the report queue (one run per repository at a time) and,
         unless `schedule` is off, the minute tick's schedule (created once; every worker
         shares it, and DBOS starts each minute's tick once)."""
@@ -135,7 +137,7 @@ class ReportEngine(DBOSConfiguredInstance):
             REPORT_QUEUE,
             worker_concurrency=concurrency,
             partition_concurrency=1,
-            polling_interval_sec=1.0,
+            polling_interval_sec=polling_interval,
         )
         if not schedule:
             return

@@ -109,6 +109,25 @@ async def test_duplicates_are_refused_journaled_or_moved(
     assert stored_ids(sqlite_store) == {"j-1", "j-2", "j-3"}
 
 
+async def test_waiting_says_how_long_a_burst_has_been_coming_in(
+    sqlite_store: Store, journal_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = [1_700_000_000.0]
+    monkeypatch.setattr(inbox_module, "IDLE_AFTER", 0.3)
+    inbox = Inbox(sqlite_store, journal=Journal(journal_file), clock=lambda: now[0])
+    inbox.start()
+    try:
+        assert inbox.waiting() == 0.0
+        await inbox.put(delivery(1))
+        now[0] += 2.5
+        await inbox.put(delivery(2))  # still coming in: the oldest has waited 2.5 s
+        assert inbox.waiting() == 2.5
+        await eventually(lambda: inbox.unmoved == 0)  # a pause: both moved
+        assert inbox.waiting() == 0.0
+    finally:
+        inbox.stop()
+
+
 async def test_a_crash_leaves_the_journal_and_the_next_start_moves_it_first(
     sqlite_store: Store, journal_file: Path
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -10,7 +11,10 @@ import pytest
 from dbos import DBOS
 
 from app.effects.store import NewDelivery
-from app.engine.runtime import Runtime
+from app.engine import runtime as runtime_module
+from app.engine.delivery import DELIVERY_QUEUE
+from app.engine.review import REVIEW_QUEUE
+from app.engine.runtime import QUIET_POLL, Runtime
 from app.settings import Settings
 from tests.fakes.github import FakeGitHub
 from tests.helpers import app_client, body_of, labeled_issue
@@ -139,6 +143,121 @@ def test_pump_keeps_a_burst_out_of_the_engine_until_there_is_room(
     assert in_flight.get("octo/repo", 0) <= 4  # one repository's burst leaves room for others
     assert wait_for(runtime, other.id, timeout=10) == {"other-repo": "done"}
     assert set(wait_for(runtime, *burst, timeout=60).values()) == {"done"}
+
+
+def test_a_repository_s_deliveries_run_one_at_a_time(
+    runtime: Runtime, fake_github: FakeGitHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # rules read and change a repository's state: two of its deliveries must never overlap
+    fake_github.latency = 0.02
+    running: dict[str, int] = {}
+    most: dict[str, int] = {}
+    lock = threading.Lock()
+    load, finish = runtime.store.delivery, runtime.store.finish_delivery
+
+    def loading(delivery_id: str) -> Any:
+        with lock:
+            repo = delivery_id.split("-")[0]
+            running[repo] = running.get(repo, 0) + 1
+            most[repo] = max(most.get(repo, 0), running[repo])
+        return load(delivery_id)
+
+    def finishing(delivery_id: str, status: str, error: str | None = None) -> None:
+        finish(delivery_id, status, error)
+        with lock:
+            running[delivery_id.split("-")[0]] -= 1
+
+    monkeypatch.setattr(runtime.store, "delivery", loading)
+    monkeypatch.setattr(runtime.store, "finish_delivery", finishing)
+    ids = []
+    for n in range(6):
+        for repo in ("one", "two"):
+            ids.append(f"{repo}-{n}")
+            store_delivery(runtime, ids[-1], labeled_issue(number=n + 1, repo=f"octo/{repo}"))
+    runtime.wake()
+    assert set(wait_for(runtime, *ids).values()) == {"done"}
+    assert most == {"one": 1, "two": 1}
+
+
+def test_the_next_delivery_of_a_repository_starts_when_one_ends_not_at_the_next_poll(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runtime_module, "PUMP_INTERVAL", 60.0)  # woken, or never
+    runtime.wake()
+    time.sleep(0.2)  # the pump is asleep for a minute now
+    for n in range(3):
+        store_delivery(runtime, f"next-{n}", labeled_issue(number=30 + n))
+    runtime.wake()
+    assert set(wait_for(runtime, "next-0", "next-1", "next-2", timeout=15).values()) == {"done"}
+
+
+def test_with_sqlite_the_pump_starts_workflows_itself_and_nothing_polls_for_them(
+    runtime: Runtime,
+) -> None:
+    # PostgreSQL: several workers share DBOS's queue, which serializes a repository
+    store_delivery(runtime, "direct", labeled_issue(number=40))
+    runtime.wake()
+    wait_for(runtime, "direct")
+    status = DBOS.get_workflow_status("direct")
+    assert status is not None
+    queue = DBOS.retrieve_queue(DELIVERY_QUEUE)
+    assert queue is not None
+    if runtime.settings.is_postgres:
+        assert (status.queue_name, queue.polling_interval_sec) == (DELIVERY_QUEUE, 0.1)
+    else:  # the queue only drains what an earlier version enqueued
+        assert (status.queue_name, queue.polling_interval_sec) == (None, 5.0)
+
+
+def test_the_pump_leaves_the_cpu_to_a_burst_coming_in_for_at_most_30_seconds(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runtime_module, "PUMP_INTERVAL", 60.0)  # only this test pumps
+    runtime.wake()
+    time.sleep(0.2)
+    runtime.watch_ingress(lambda: 0.5)  # journaled deliveries have waited half a second
+    store_delivery(runtime, "during", labeled_issue(number=50))
+    started = runtime.pump()
+    if runtime.settings.is_postgres:  # the ingress is another process's: nothing to yield to
+        assert started == 1
+    else:
+        assert started == 0
+        assert runtime.store.in_flight() == {}
+        old = NewDelivery(
+            "old",
+            "issues",
+            "labeled",
+            "octo/old",
+            77,
+            body_of(labeled_issue(number=51, repo="octo/old")),
+            received_at=runtime.clock() - 31,
+        )
+        runtime.store.insert_deliveries([old])  # waited past the limit: all go on
+        assert runtime.pump() == 2
+    assert set(wait_for(runtime, "during").values()) == {"done"}
+
+
+def test_a_lasting_burst_slows_the_queues_polls_and_they_come_back_after_it(
+    runtime: Runtime,
+) -> None:
+    burst = [5.0]
+    runtime.watch_ingress(lambda: burst[0])
+
+    def polling() -> float:
+        queue = DBOS.retrieve_queue(REVIEW_QUEUE)
+        assert queue is not None
+        return queue.polling_interval_sec
+
+    expected = 0.5 if runtime.settings.is_postgres else QUIET_POLL  # shared by every worker
+    deadline = time.monotonic() + 10
+    runtime.wake()
+    while polling() != expected:
+        assert time.monotonic() < deadline, polling()
+        time.sleep(0.05)
+    burst[0] = 0.0
+    runtime.wake()
+    while polling() != 0.5:
+        assert time.monotonic() < deadline, polling()
+        time.sleep(0.05)
 
 
 def test_failed_github_call_marks_the_delivery_failed(
