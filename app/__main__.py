@@ -276,9 +276,9 @@ def _serve(settings: Settings, host: str, port: int, *, workers: bool) -> int:
         on_stored=runtime.wake if workers else None,
         journal=open_journal(settings.database_url),
     )
-    # deliveries journaled and not yet moved into the table: a burst is coming in (they move
-    # once it pauses); meanwhile the workers leave the CPU to the ingress
-    runtime.watch_ingress(inbox.waiting)
+    # a burst coming in (journaled, moved into the table once it pauses): meanwhile the
+    # workers leave the CPU to the ingress
+    runtime.watch_ingress(inbox.burst)
     app = create_app(
         secrets=settings.secrets(),
         inbox=inbox,

@@ -70,11 +70,13 @@ class Inbox:
         on_stored: Callable[[Sequence[NewDelivery]], None] | None = None,
         journal: Journal | None = None,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
         self.on_stored = on_stored
         self.journal = journal
         self.clock = clock
+        self.monotonic = monotonic
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         # journaled and not in the table yet, oldest first (only the inbox thread uses these)
@@ -84,6 +86,9 @@ class Inbox:
         self._starts: dict[str, int | None] = {}
         self._retry_at = 0.0
         self._seen: Bloom | None = None  # every id stored or journaled (journal mode)
+        # when deliveries last came in one after another, and when that run of them began
+        self._last_journaled = float("-inf")
+        self._burst_began = 0.0
 
     def start(self) -> None:
         """Start the inbox thread; with a journal, first move what it holds (a crash or a
@@ -117,11 +122,21 @@ class Inbox:
         return len(self._unmoved)
 
     def waiting(self) -> float:
-        """How long the oldest journaled delivery has waited for the table (0 when none):
-        the length of the burst coming in, since they move once it pauses. Any thread."""
+        """How long the oldest journaled delivery has waited for the table (0 when none)."""
         oldest = self._unmoved[:1]  # one atomic read: the inbox thread changes the list
         received = oldest[0].received_at if oldest else None
         return max(0.0, self.clock() - received) if received is not None else 0.0
+
+    def burst(self) -> float:
+        """How long deliveries have been coming in with no pause of `IDLE_AFTER` between
+        them (0 when they are not coming in now, or without a journal). Any thread.
+
+        Not `waiting()`: a delivery the database keeps refusing stays journaled, and must
+        not make every later one look like part of a burst."""
+        now = self.monotonic()
+        if now - self._last_journaled > IDLE_AFTER:
+            return 0.0
+        return max(0.0, now - self._burst_began)
 
     async def put(self, item: NewDelivery, timeout: float | None = None) -> bool:
         """Store one delivery; raises when it cannot be stored within `timeout` seconds
@@ -247,6 +262,10 @@ class Inbox:
             _settle(batch, [exc] * len(batch))
             return 0
         _settle(batch, outcomes)
+        now = self.monotonic()
+        if now - self._last_journaled > IDLE_AFTER:
+            self._burst_began = now
+        self._last_journaled = now
         # the bodies stay in the file (the page cache): memory does not grow with a burst
         self._remember([replace(p.item, body=b"") for p in fresh], starts)
         return len(fresh)

@@ -15,13 +15,15 @@ once. A repository's deliveries run one at a time (rules read and change its sta
 - with PostgreSQL, several workers share DBOS's delivery queue, which serializes a
   repository across them; the pump enqueues (at most `IN_FLIGHT_PER_WORKER_SLOT` per
   concurrency slot, `IN_FLIGHT_PER_PARTITION` per repository).
-While the ingress in this process is taking a burst (`watch_ingress`: SQLite's inbox holds
-journaled deliveries), the pump starts nothing new unless a delivery has waited
-`YIELD_AT_MOST` seconds, and once the burst has lasted `QUIET_AFTER` the engine's queues
+While the ingress in this process is taking a burst (`watch_ingress`: SQLite's inbox has
+been journaling deliveries for `BURST_AFTER` with no pause between them), the pump starts
+nothing new unless a delivery has waited `YIELD_AT_MOST` seconds, and the engine's queues
 poll every `QUIET_POLL` seconds instead of their usual fraction of a second (each poll
 costs several ms of CPU and the GIL): webhooks must be answered within GitHub's 10 s,
-processing can wait for the burst to pass. (bench/ingest_designs.py, 2026-12-07: 1.14x
-Probot's throughput with the queues polling as usual under a burst, 1.40x without.)
+processing can wait for the burst to pass. The journal moves its deliveries into the table
+at each pause, and the pump, woken by that, starts them. (bench/ingest_designs.py,
+2026-12-07: 1.14x Probot's throughput with the queues polling as usual under a burst,
+1.40x without.)
 """
 
 from __future__ import annotations
@@ -62,9 +64,10 @@ PUMP_INTERVAL = 0.25  # polling, for deliveries stored by another process
 PUMP_MIN_GAP = 0.05
 IN_FLIGHT_PER_WORKER_SLOT = 4
 IN_FLIGHT_PER_PARTITION = 4  # deliveries of one repository enqueued at once
+BURST_AFTER = 0.5  # seconds of deliveries coming in with no pause: a burst
 YIELD_AT_MOST = 30.0  # seconds a stored delivery waits for a burst to pass, at most
-QUIET_AFTER = 1.0  # seconds of burst before the engine's queues poll slowly
-QUIET_POLL = 5.0  # how often they poll meanwhile
+QUIET_POLL = 2.0  # how often the engine's queues poll during a burst
+QUIET_HOLD = 2.0  # seconds without a burst before they go back to their usual pace
 LEFTOVER_POLL = 5.0  # queues that hold only what an earlier version enqueued
 # how often each queue of this process's engine looks for work, outside a burst
 QUEUE_POLL = {REVIEW_QUEUE: 0.5, DISPATCH_QUEUE: 0.5, REPORT_QUEUE: 1.0}
@@ -159,7 +162,8 @@ class Runtime:
             self.metrics,
             self.configs,
             settings.app_id,
-            on_finished=self.wake,
+            # SQLite: the pump starts a repository's next delivery when one ends
+            on_finished=self.wake if not settings.is_postgres else None,
         )
         self.mirrors = Mirrors(
             settings.cache_dir,
@@ -223,6 +227,7 @@ class Runtime:
         self.direct = not settings.is_postgres
         self._burst: Callable[[], float] = lambda: 0.0
         self._quiet = False
+        self._loud_since = 0.0  # monotonic: when the last burst was seen, while quiet
         self._fence: Callable[[], None] = lambda: os._exit(FENCED_EXIT)
 
     # lifecycle ------------------------------------------------------------------------------
@@ -357,29 +362,41 @@ class Runtime:
         self._wake.set()
 
     def watch_ingress(self, burst: Callable[[], float]) -> None:
-        """`burst()` says for how long this process's ingress has been taking a burst (0:
-        not now). Meanwhile the pump starts no workflow (for up to `YIELD_AT_MOST`), and
-        after `QUIET_AFTER` the queues poll slowly. Only with SQLite: with PostgreSQL the
-        queues' polling intervals are shared by every worker."""
+        """`burst()` says for how long deliveries have been coming in to this process's
+        ingress with no pause (0: not now). Past `BURST_AFTER` the pump starts no workflow
+        (for up to `YIELD_AT_MOST`) and the queues poll slowly. Only with SQLite: with
+        PostgreSQL the ingress is another process, and the queues' polling intervals are
+        shared by every worker."""
         if self.direct:
             self._burst = burst
 
-    def _quieten(self, quiet: bool) -> None:
-        """Slow the engine's queues down during a burst, or back to their usual pace. A
-        queue's worker takes the new interval after its current wait (and back from a
-        slow one, gradually: DBOS shortens it by a tenth per poll)."""
-        for name, usual in QUEUE_POLL.items():
-            queue = DBOS.retrieve_queue(name)
-            if queue is not None:
-                queue.set_polling_interval_sec(QUIET_POLL if quiet else usual)
+    def _pace(self, bursting: bool) -> None:
+        """Slow the engine's queues down during a burst; back to their usual pace once
+        there was none for `QUIET_HOLD` (a burst with short pauses would otherwise switch
+        them back and forth). A queue's worker takes a new interval after its current wait,
+        and back from a slow one gradually: DBOS shortens it by a tenth per poll (from 2 s
+        to 0.5 s in about 15 s)."""
+        now = time.monotonic()
+        if bursting:
+            self._loud_since = now
+        quiet = bursting or (self._quiet and now - self._loud_since < QUIET_HOLD)
+        if quiet == self._quiet:
+            return
+        try:
+            for name, usual in QUEUE_POLL.items():
+                queue = DBOS.retrieve_queue(name)
+                if queue is not None:
+                    queue.set_polling_interval_sec(QUIET_POLL if quiet else usual)
+        except Exception:  # the database is busy: tried again at the next pass
+            log.warning("could not change the queues' polling pace", exc_info=True)
+            return
         self._quiet = quiet
 
     def _pump_loop(self) -> None:
         next_reap = 0.0
         while not self._stop.is_set():
+            self._pace(self._burst() > BURST_AFTER)
             try:
-                if (self._burst() > QUIET_AFTER) != self._quiet:
-                    self._quieten(not self._quiet)
                 self.pump()
                 if time.monotonic() >= next_reap:
                     self.reap()
@@ -414,7 +431,7 @@ class Runtime:
         waiting = self.store.undispatched(limit=room * 8)
         if (
             waiting
-            and self._burst() > 0
+            and self._burst() > BURST_AFTER
             and self.clock() - waiting[0][2] < YIELD_AT_MOST  # the oldest comes first
         ):
             return 0

@@ -109,21 +109,27 @@ async def test_duplicates_are_refused_journaled_or_moved(
     assert stored_ids(sqlite_store) == {"j-1", "j-2", "j-3"}
 
 
-async def test_waiting_says_how_long_a_burst_has_been_coming_in(
+async def test_burst_is_how_long_deliveries_have_come_in_without_a_pause(
     sqlite_store: Store, journal_file: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     now = [1_700_000_000.0]
-    monkeypatch.setattr(inbox_module, "IDLE_AFTER", 0.3)
-    inbox = Inbox(sqlite_store, journal=Journal(journal_file), clock=lambda: now[0])
+    monkeypatch.setattr(inbox_module, "IDLE_AFTER", 60.0)  # a pause; nothing moves meanwhile
+    inbox = Inbox(
+        sqlite_store, journal=Journal(journal_file), clock=lambda: now[0], monotonic=lambda: now[0]
+    )
     inbox.start()
     try:
-        assert inbox.waiting() == 0.0
+        assert (inbox.burst(), inbox.waiting()) == (0.0, 0.0)
         await inbox.put(delivery(1))
-        now[0] += 2.5
-        await inbox.put(delivery(2))  # still coming in: the oldest has waited 2.5 s
-        assert inbox.waiting() == 2.5
-        await eventually(lambda: inbox.unmoved == 0)  # a pause: both moved
-        assert inbox.waiting() == 0.0
+        now[0] += 20.0
+        await inbox.put(delivery(2))
+        now[0] += 20.0
+        await inbox.put(delivery(3))
+        assert (inbox.burst(), inbox.waiting()) == (40.0, 40.0)
+        now[0] += 61.0  # a pause: no burst, though they still wait (as one the database
+        assert (inbox.burst(), inbox.waiting()) == (0.0, 101.0)  # refuses would, for good)
+        await inbox.put(delivery(4))
+        assert inbox.burst() == 0.0  # a new burst begins
     finally:
         inbox.stop()
 
