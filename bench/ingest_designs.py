@@ -36,6 +36,7 @@ DESIGNS = (
     "raw+journal",
     "proto+none",
     "proto+journal",
+    "proto+inbox",
 )
 
 

@@ -19,7 +19,10 @@ Stores (what must finish before the 2xx)
     ``journal``  the same group commit into Nightshift's inbox journal instead
                  (app/effects/journal.py: a record per delivery, one O_DSYNC write per
                  group), with nothing moved out of it (`serve` moves it into the table
-                 when idle).
+                 when idle);
+    ``inbox``    `serve`'s own inbox in journal mode, with the SQLite store behind it: the
+                 duplicate check (Bloom filter, journaled ids), the moves into the table
+                 at each pause; only the engine is missing.
 
 Only for measuring: the raw layer serves POST /webhooks and GET /healthz, nothing else,
 and no design here processes what it stores (no workers).
@@ -42,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app.core.envelope import Envelope, EnvelopeError
 from app.core.rules import ROUTER
-from app.effects.journal import Journal, encode
+from app.effects.journal import Journal, encode, open_journal
 from app.effects.store import NewDelivery, Store
 from app.engine.inbox import Inbox
 from app.metrics import Metrics
@@ -84,6 +87,10 @@ def make_inbox(store_name: str) -> Inbox:
     if store_name == "journal":
         directory = Path(database_url().removeprefix("sqlite:///")).parent
         return Inbox(JournalStore(directory / "journal.bin"))  # type: ignore[arg-type]
+    if store_name == "inbox":
+        store = Store(database_url())
+        store.migrate()
+        return Inbox(store, journal=open_journal(database_url()))
     if store_name == "sqlite":
         store = Store(database_url())
         store.migrate()
