@@ -134,9 +134,11 @@ class Inbox:
         Not `waiting()`: a delivery the database keeps refusing stays journaled, and must
         not make every later one look like part of a burst."""
         now = self.monotonic()
-        if now - self._last_journaled > IDLE_AFTER:
-            return 0.0
-        return max(0.0, now - self._burst_began)
+        return 0.0 if self._paused(now) else max(0.0, now - self._burst_began)
+
+    def _paused(self, now: float) -> bool:
+        """No delivery was journaled for `IDLE_AFTER`: a burst, if any, is over."""
+        return now - self._last_journaled > IDLE_AFTER
 
     async def put(self, item: NewDelivery, timeout: float | None = None) -> bool:
         """Store one delivery; raises when it cannot be stored within `timeout` seconds
@@ -263,7 +265,7 @@ class Inbox:
             return 0
         _settle(batch, outcomes)
         now = self.monotonic()
-        if now - self._last_journaled > IDLE_AFTER:
+        if self._paused(now):
             self._burst_began = now
         self._last_journaled = now
         # the bodies stay in the file (the page cache): memory does not grow with a burst

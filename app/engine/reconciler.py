@@ -45,7 +45,9 @@ def reconcile(github: GitHubPort, store: Store, now: float) -> ReconcileResult:
         guid: Requested(hook_delivery_id, requests)
         for guid, (hook_delivery_id, requests) in store.redelivery_requests(guids).items()
     }
-    wanted = plan(attempts, now=now, stored=store.known_guids(guids), already_requested=requested)
+    wanted = plan(
+        attempts, now=now, stored=store.known_deliveries(guids), already_requested=requested
+    )
     done: list[str] = []
     failed: list[str] = []
     for item in wanted:

@@ -144,6 +144,8 @@ class Runtime:
     ) -> None:
         self.settings = settings
         self.clock = clock
+        # SQLite: this process is the only worker, so the pump starts workflows itself
+        self.direct = not settings.is_postgres
         self.store = Store(settings.database_url, clock=clock)
         self.metrics = Metrics(self.store)
         if github is None and settings.has_app_credentials:
@@ -164,7 +166,7 @@ class Runtime:
             self.configs,
             settings.app_id,
             # SQLite: the pump starts a repository's next delivery when one ends
-            on_finished=self.wake if not settings.is_postgres else None,
+            on_finished=self.wake if self.direct else None,
         )
         self.mirrors = Mirrors(
             settings.cache_dir,
@@ -224,8 +226,6 @@ class Runtime:
         self._wake = threading.Event()
         self._last_heartbeat = time.monotonic()
         self._pump_failures = 0
-        # SQLite: this process is the only worker, so the pump starts workflows itself
-        self.direct = not settings.is_postgres
         self._burst: Callable[[], float] = lambda: 0.0
         self._quiet = False
         self._loud_since = 0.0  # monotonic: when the last burst was seen, while quiet
@@ -371,6 +371,9 @@ class Runtime:
         if self.direct:
             self._burst = burst
 
+    def _bursting(self) -> bool:
+        return self._burst() > BURST_AFTER
+
     def _pace(self, bursting: bool) -> None:
         """Slow the engine's queues down during a burst; back to their usual pace once
         there was none for `QUIET_HOLD` (a burst with short pauses would otherwise switch
@@ -396,7 +399,7 @@ class Runtime:
     def _pump_loop(self) -> None:
         next_reap = 0.0
         while not self._stop.is_set():
-            self._pace(self._burst() > BURST_AFTER)
+            self._pace(self._bursting())
             try:
                 self.pump()
                 if time.monotonic() >= next_reap:
@@ -432,7 +435,7 @@ class Runtime:
         waiting = self.store.undispatched(limit=room * 8)
         if (
             waiting
-            and self._burst() > BURST_AFTER
+            and self._bursting()
             and self.clock() - waiting[0][2] < YIELD_AT_MOST  # the oldest comes first
         ):
             return 0

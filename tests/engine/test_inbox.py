@@ -244,6 +244,9 @@ def test_the_store_answers_which_ids_it_has(store: Store) -> None:
     assert store.known_deliveries(["j-1", "j-3", "j-2"]) == {"j-1", "j-2"}
     assert store.known_deliveries([]) == set()
     assert sorted(store.delivery_ids()) == ["j-1", "j-2"]
+    # the reconciler asks about every failed delivery of three days at once
+    many = [f"j-{n}" for n in range(3, 1203)]
+    assert store.known_deliveries([*many, "j-1", "j-1"]) == {"j-1"}
 
 
 async def test_a_journal_past_its_size_is_moved_and_emptied(

@@ -29,7 +29,11 @@ def runtime(settings: Settings, fake_github: FakeGitHub) -> Iterator[Runtime]:
 
 
 def store_delivery(
-    runtime: Runtime, delivery_id: str, data: Mapping[str, Any], event: str = "issues"
+    runtime: Runtime,
+    delivery_id: str,
+    data: Mapping[str, Any],
+    event: str = "issues",
+    received_at: float | None = None,
 ) -> NewDelivery:
     action = data.get("action")
     item = NewDelivery(
@@ -39,6 +43,7 @@ def store_delivery(
         data.get("repository", {}).get("full_name", "octo/repo"),
         77,
         body_of(data),
+        received_at=received_at,
     )
     assert runtime.store.insert_deliveries([item]) == {delivery_id}
     return item
@@ -222,16 +227,12 @@ def test_the_pump_leaves_the_cpu_to_a_burst_coming_in_for_at_most_30_seconds(
     else:
         assert started == 0
         assert runtime.store.in_flight() == {}
-        old = NewDelivery(
+        store_delivery(  # waited past the limit: all go on
+            runtime,
             "old",
-            "issues",
-            "labeled",
-            "octo/old",
-            77,
-            body_of(labeled_issue(number=51, repo="octo/old")),
+            labeled_issue(number=51, repo="octo/old"),
             received_at=runtime.clock() - 31,
         )
-        runtime.store.insert_deliveries([old])  # waited past the limit: all go on
         assert runtime.pump() == 2
     assert set(wait_for(runtime, "during").values()) == {"done"}
 
