@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
@@ -45,6 +46,31 @@ class _Webhook:
         self.message_event = asyncio.Event()  # uvicorn sets it when the connection drops
 
 
+class _Deadlines:
+    """Cancels the futures still pending `PUT_TIMEOUT` seconds after they were added (the
+    inbox could not store them in time), with one timer for all of them: a timer per
+    delivery cost a libuv handle each in uvloop."""
+
+    def __init__(self) -> None:
+        self.waiting: deque[tuple[float, asyncio.Future[bool]]] = deque()
+        self.timer: asyncio.TimerHandle | None = None
+
+    def add(self, future: asyncio.Future[bool], loop: asyncio.AbstractEventLoop) -> None:
+        waiting = self.waiting
+        while waiting and waiting[0][1].done():  # answered already, as most are
+            waiting.popleft()
+        waiting.append((loop.time() + inbox_module.PUT_TIMEOUT, future))
+        if self.timer is None:
+            self.timer = loop.call_at(waiting[0][0], self._expire, loop)
+
+    def _expire(self, loop: asyncio.AbstractEventLoop) -> None:
+        now = loop.time()
+        waiting = self.waiting
+        while waiting and (waiting[0][1].done() or waiting[0][0] <= now):
+            waiting.popleft()[1].cancel()  # does nothing to one that is done
+        self.timer = loop.call_at(waiting[0][0], self._expire, loop) if waiting else None
+
+
 class WebhookProtocol(HttpToolsProtocol):
     """uvicorn's HttpToolsProtocol; `path` is served by `checks` and `inbox` directly.
 
@@ -55,6 +81,7 @@ class WebhookProtocol(HttpToolsProtocol):
     path: bytes = b"/webhooks"
     checks: WebhookChecks
     inbox: Inbox
+    deadlines: _Deadlines
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -119,24 +146,18 @@ class WebhookProtocol(HttpToolsProtocol):
             return
         body = b"".join(webhook.chunks)
         self._release(webhook)
-        outcome = self.checks.body(webhook.headers, body)
+        outcome = self.checks.body(webhook.headers, body, received_at=self.inbox.clock())
         if isinstance(outcome, Answer):
             self._answer(webhook, outcome)
             return
-        # nothing more is read from this connection until the delivery is stored
-        self.flow.pause_reading()
+        # a request pipelined behind this one is held by uvicorn until this is answered
+        # (it pauses reading when that request's head arrives), so reading is not paused
+        # here: pausing and resuming every connection for every delivery cost 5% of the loop
         future = self.inbox.submit(outcome, self.loop)
-        timer = self.loop.call_later(inbox_module.PUT_TIMEOUT, future.cancel)
-        future.add_done_callback(lambda done: self._stored(webhook, outcome, done, timer))
+        self.deadlines.add(future, self.loop)
+        future.add_done_callback(lambda done: self._stored(webhook, outcome, done))
 
-    def _stored(
-        self,
-        webhook: _Webhook,
-        item: NewDelivery,
-        done: asyncio.Future[bool],
-        timer: asyncio.TimerHandle,
-    ) -> None:
-        timer.cancel()
+    def _stored(self, webhook: _Webhook, item: NewDelivery, done: asyncio.Future[bool]) -> None:
         if done.cancelled() or done.exception() is not None:
             # not stored: GitHub marks the delivery failed and the reconciler asks again
             self._answer(webhook, NOT_STORED)
@@ -194,5 +215,5 @@ def protocol_for(checks: WebhookChecks, inbox: Inbox, path: str) -> type[Webhook
     return type(
         "BoundWebhookProtocol",
         (WebhookProtocol,),
-        {"checks": checks, "inbox": inbox, "path": path.encode()},
+        {"checks": checks, "inbox": inbox, "path": path.encode(), "deadlines": _Deadlines()},
     )

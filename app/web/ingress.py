@@ -98,6 +98,7 @@ class WebhookChecks:
         self.max_bytes = max_bytes
         self.max_buffered = max_buffered
         self.buffered = 0  # bytes of bodies being read right now, across requests
+        self._counted: dict[int, Any] = {}  # the request counter's child for each status
 
     def head(self, method: str, headers: Mapping[bytes, bytes]) -> Answer | None:
         """A refusal decided before any of the body is read, or None to read it."""
@@ -130,8 +131,11 @@ class WebhookChecks:
     def give_back(self, size: int) -> None:
         self.buffered -= size
 
-    def body(self, headers: Mapping[bytes, bytes], body: bytes) -> Answer | NewDelivery:
-        """After `head` passed: a refusal, the answer to a ping, or the delivery to store."""
+    def body(
+        self, headers: Mapping[bytes, bytes], body: bytes, received_at: float | None = None
+    ) -> Answer | NewDelivery:
+        """After `head` passed: a refusal, the answer to a ping, or the delivery to store
+        (received at `received_at`, or when it is stored)."""
         signature = headers[b"x-hub-signature-256"].decode("latin-1")
         if not signature_matches(body, signature, self.secrets):
             return refuse(401, "signature does not match")
@@ -152,6 +156,7 @@ class WebhookChecks:
             installation_id=head.installation_id,
             body=body,
             status="queued" if handled else "ignored",
+            received_at=received_at,
         )
 
     @staticmethod
@@ -161,7 +166,10 @@ class WebhookChecks:
         return Answer(202, {"delivery": item.id, "status": item.status})
 
     def answered(self, status: int, started: float) -> None:
-        self.metrics.ingress_requests.labels(str(status)).inc()
+        counter = self._counted.get(status)
+        if counter is None:  # `labels` looks the child up under a lock: once per status
+            counter = self._counted[status] = self.metrics.ingress_requests.labels(str(status))
+        counter.inc()
         self.metrics.ingress_seconds.observe(time.perf_counter() - started)
 
 

@@ -395,6 +395,28 @@ async def test_a_store_that_hangs_is_answered_before_githubs_timeout(
         assert response.status_code == 503
 
 
+async def test_each_delivery_a_hung_store_holds_is_answered_in_time(
+    store: Store, monkeypatch: pytest.MonkeyPatch, front: str
+) -> None:
+    import threading
+
+    release = threading.Event()
+
+    def hang(batch: Sequence[NewDelivery]) -> set[str]:
+        release.wait(5)
+        return set()
+
+    monkeypatch.setattr(store, "insert_deliveries", hang)
+    monkeypatch.setattr("app.engine.inbox.PUT_TIMEOUT", 0.3)
+    async for harness in _harness(store, [SECRET], front):
+        first = asyncio.create_task(harness.post(LABELED, delivery="slow-1"))
+        await asyncio.sleep(0.15)  # the second one's time runs out after the first one's
+        second = await harness.post(LABELED, delivery="slow-2")
+        responses = [await first, second]
+        release.set()
+        assert [r.status_code for r in responses] == [503, 503]
+
+
 async def test_one_bad_row_does_not_fail_the_rest_of_its_batch(store: Store, front: str) -> None:
     original = store.insert_deliveries
 
