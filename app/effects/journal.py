@@ -143,12 +143,13 @@ class Journal:
         except BlockingIOError:
             os.close(self._fd)
             raise JournalBusy(f"{path} is held by another process") from None
+        self._size = os.fstat(self._fd).st_size  # one process writes it: kept here, no fstat
 
     def append(self, records: Sequence[bytes]) -> list[int]:
         """Durable when this returns: one framed write (O_DSYNC) for the whole group of
         `encode`d records. Where each record starts in the file (for `body`)."""
         head, group = frame(records)
-        before = self.size()
+        before = self._size
         starts = []
         at = before + len(head)
         for record in records:
@@ -165,6 +166,7 @@ class Journal:
             # later records do not follow a torn one
             os.ftruncate(self._fd, before)
             raise
+        self._size = at
         return starts
 
     def body(self, start: int) -> bytes:
@@ -190,14 +192,16 @@ class Journal:
             )
             os.ftruncate(self._fd, used)  # new records must not follow the torn one
             os.fsync(self._fd)
+        self._size = used
         return items
 
     def size(self) -> int:
-        return os.fstat(self._fd).st_size
+        return self._size
 
     def clear(self) -> None:
         """Everything in it is in the database now."""
         os.ftruncate(self._fd, 0)
+        self._size = 0
         os.fsync(self._fd)
 
     def close(self) -> None:

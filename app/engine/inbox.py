@@ -34,6 +34,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
+from typing import Final
 
 from rbloom import Bloom
 
@@ -54,7 +55,29 @@ STOP_MOVING_AFTER = 5.0  # on stop, how long to keep moving (the rest moves at n
 SEEN_CAPACITY = 1_000_000  # ids the duplicate filter holds at 1% false positives, at least
 
 
-@dataclass
+# A journaled delivery waiting for the table: NewDelivery's fields in their order (the body
+# empty when it stays in the journal), as a plain tuple of plain values, which the garbage
+# collector stops tracking (not so a NamedTuple, nor an object). As objects, the tens of
+# thousands a burst leaves here made each full collection hold the event loop for ~50 ms.
+_Held = tuple[str, str, str | None, str | None, int | None, bytes, str, float | None]
+_ID: Final = 0  # where NewDelivery's fields are in a _Held
+_RECEIVED_AT: Final = 7
+
+
+def _held(item: NewDelivery, body: bytes) -> _Held:
+    return (
+        item.id,
+        item.event,
+        item.action,
+        item.repository,
+        item.installation_id,
+        body,
+        item.status,
+        item.received_at,
+    )
+
+
+@dataclass(slots=True)
 class _Pending:
     item: NewDelivery
     future: asyncio.Future[bool]
@@ -80,7 +103,7 @@ class Inbox:
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         # journaled and not in the table yet, oldest first (only the inbox thread uses these)
-        self._unmoved: list[NewDelivery] = []  # journaled ones without their bodies
+        self._unmoved: list[_Held] = []
         # their ids, and where each one's record starts in the journal (None: read whole
         # at start-up, body and all)
         self._starts: dict[str, int | None] = {}
@@ -124,7 +147,7 @@ class Inbox:
     def waiting(self) -> float:
         """How long the oldest journaled delivery has waited for the table (0 when none)."""
         oldest = self._unmoved[:1]  # one atomic read: the inbox thread changes the list
-        received = oldest[0].received_at if oldest else None
+        received = oldest[0][_RECEIVED_AT] if oldest else None
         return max(0.0, self.clock() - received) if received is not None else 0.0
 
     def burst(self) -> float:
@@ -150,8 +173,8 @@ class Inbox:
         """`put` without a task: the future (of `loop`, the running one) resolves to True when
         stored now, False for a duplicate; the caller bounds the wait (`PUT_TIMEOUT`)."""
         future: asyncio.Future[bool] = loop.create_future()
-        if self.journal is not None:  # moved into the table later: the time it came
-            item = replace(item, received_at=self.clock())
+        if self.journal is not None and item.received_at is None:
+            item = replace(item, received_at=self.clock())  # moved into the table later
         self._queue.put(_Pending(item, future, loop))
         return future
 
@@ -213,7 +236,7 @@ class Inbox:
             return
         if items:
             log.warning("moving %d delivery(ies) left in the inbox journal", len(items))
-        self._remember(items, [None] * len(items))
+        self._remember([_held(item, item.body) for item in items], [None] * len(items))
         while self._unmoved and self._move(MOVE_BATCH):
             pass
 
@@ -224,18 +247,21 @@ class Inbox:
         if self._unmoved:
             log.warning("%d journaled delivery(ies) move at the next start", len(self._unmoved))
 
-    def _whole(self, item: NewDelivery) -> NewDelivery:
+    def _whole(self, held: _Held) -> NewDelivery:
         """The delivery with its body, read back from the journal if it was left there."""
-        start = self._starts[item.id]
-        if start is None or self.journal is None:
-            return item  # recovered at start-up: read whole already
-        return replace(item, body=self.journal.body(start))
+        id_, event, action, repository, installation_id, body, status, received_at = held
+        start = self._starts[id_]
+        if start is not None and self.journal is not None:  # else recovered whole at start-up
+            body = self.journal.body(start)
+        return NewDelivery(
+            id_, event, action, repository, installation_id, body, status, received_at
+        )
 
-    def _remember(self, items: Sequence[NewDelivery], starts: Sequence[int | None]) -> None:
+    def _remember(self, items: Sequence[_Held], starts: Sequence[int | None]) -> None:
         self._unmoved.extend(items)
-        self._starts.update(zip((item.id for item in items), starts, strict=True))
+        self._starts.update(zip((held[_ID] for held in items), starts, strict=True))
         if self._seen is not None:
-            self._seen.update(item.id for item in items)
+            self._seen.update(held[_ID] for held in items)
 
     def _stored_already(self, ids: Sequence[str]) -> set[str]:
         """Which ids the table has. Only the ids the filter may have seen are looked up: a
@@ -269,7 +295,7 @@ class Inbox:
             self._burst_began = now
         self._last_journaled = now
         # the bodies stay in the file (the page cache): memory does not grow with a burst
-        self._remember([replace(p.item, body=b"") for p in fresh], starts)
+        self._remember([_held(p.item, b"") for p in fresh], starts)
         return len(fresh)
 
     def _move(self, limit: int) -> bool:
@@ -302,14 +328,14 @@ class Inbox:
                 return False
             log.error(
                 "the database refused %s; it stays in the journal and is tried again",
-                ", ".join(chunk[index].id for index in refused),
+                ", ".join(chunk[index][_ID] for index in refused),
             )
         stuck = [chunk[index] for index in refused]
         self._unmoved[: len(chunk)] = stuck
-        kept = {item.id for item in stuck}
-        for item in chunk:
-            if item.id not in kept:
-                del self._starts[item.id]
+        kept = {held[_ID] for held in stuck}
+        for held in chunk:
+            if held[_ID] not in kept:
+                del self._starts[held[_ID]]
         if not self._unmoved and self.journal is not None:
             try:
                 self.journal.clear()

@@ -4,6 +4,7 @@ table when the ingress is idle, duplicates refused either way, nothing lost by a
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
@@ -107,6 +108,26 @@ async def test_duplicates_are_refused_journaled_or_moved(
     finally:
         inbox.stop()  # a clean stop moves what is left
     assert stored_ids(sqlite_store) == {"j-1", "j-2", "j-3"}
+
+
+async def test_deliveries_waiting_in_the_journal_cost_the_garbage_collector_nothing(
+    sqlite_store: Store, journal_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a burst leaves tens of thousands waiting; were each an object the collector tracks,
+    # every full collection would walk them all while the event loop waits (~50 ms seen)
+    monkeypatch.setattr(inbox_module, "IDLE_AFTER", 60.0)  # nothing moves during the test
+    inbox = Inbox(sqlite_store, journal=Journal(journal_file))
+    inbox.start()
+    try:
+        await asyncio.gather(*[inbox.put(delivery(n)) for n in range(500)])
+        assert inbox.unmoved == 500
+        gc.collect()
+        assert gc.get_referents(inbox._unmoved) and not any(
+            gc.is_tracked(waiting) for waiting in gc.get_referents(inbox._unmoved)
+        )
+    finally:
+        inbox.stop()
+    assert len(stored_ids(sqlite_store)) == 500  # and they move as before
 
 
 async def test_burst_is_how_long_deliveries_have_come_in_without_a_pause(
