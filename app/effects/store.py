@@ -13,6 +13,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy.dialects import postgresql, sqlite
 
+from app.core.pump import Waiting
 from app.core.roster import Agent
 from app.core.state import AgentStatus, Escalation, Pull, TaskFacts
 from app.core.tasks import State as TaskState
@@ -260,10 +261,8 @@ class Store:
                 .values(status=status, finished_at=self.clock(), error=error)
             )
 
-    def undispatched(self, limit: int) -> list[tuple[str, str, float]]:
-        """Queued deliveries whose workflow has not been started yet, oldest first, with the
-        key that serializes them (the repository, else the installation) and when each
-        was received."""
+    def undispatched(self, limit: int) -> list[Waiting]:
+        """Queued deliveries whose workflow has not been started yet, oldest first."""
         with self.engine.connect() as connection:
             rows = connection.execute(
                 sa.select(
@@ -278,7 +277,7 @@ class Store:
                 .limit(limit)
             ).all()
         return [
-            (str(id_), _partition(repo, installation), float(received))
+            Waiting(str(id_), _partition(repo, installation), float(received))
             for id_, repo, installation, received in rows
         ]
 

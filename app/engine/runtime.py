@@ -41,6 +41,7 @@ from pathlib import Path
 
 from dbos import DBOS, SetEnqueueOptions, SetWorkflowID
 
+from app.core.pump import Room, choose
 from app.effects.agents import AgentMessages, ProjectCards
 from app.effects.executor import Executor
 from app.effects.git import Mirrors
@@ -417,40 +418,34 @@ class Runtime:
             self._stop.wait(PUMP_MIN_GAP)
 
     def pump(self) -> int:
-        """Enqueue the workflows of stored deliveries, as many as there is room for.
+        """Start or enqueue the workflows of stored deliveries, those app/core/pump.py
+        chooses.
 
         Idempotent: the delivery GUID is the workflow id, so a delivery enqueued twice (two
         pumps, or a crash before `mark_dispatched`) still runs once.
         """
         in_flight = self.store.in_flight()
         if self.direct:  # nothing waits in a queue: as many run as are started
-            room, per_partition = self.settings.worker_concurrency, 1
+            room = Room(total=self.settings.worker_concurrency, per_partition=1)
         else:
             workers = self.store.live_workers(self.settings.dead_worker_seconds)
-            room = self.settings.worker_concurrency * IN_FLIGHT_PER_WORKER_SLOT * max(1, workers)
-            per_partition = IN_FLIGHT_PER_PARTITION
-        room -= sum(in_flight.values())
-        if room <= 0:
+            slots = self.settings.worker_concurrency * max(1, workers)
+            room = Room(slots * IN_FLIGHT_PER_WORKER_SLOT, IN_FLIGHT_PER_PARTITION)
+        free = room.total - sum(in_flight.values())
+        if free <= 0:
             return 0
-        waiting = self.store.undispatched(limit=room * 8)
-        if (
-            waiting
-            and self._bursting()
-            and self.clock() - waiting[0][2] < YIELD_AT_MOST  # the oldest comes first
-        ):
-            return 0
-        chosen: list[str] = []
-        for delivery_id, partition, _received in waiting:
-            if len(chosen) >= room:
-                break
-            # a burst in one repository must not hold up every other repository's events
-            if in_flight.get(partition, 0) >= per_partition:
-                continue
-            in_flight[partition] = in_flight.get(partition, 0) + 1
-            self.start(delivery_id, partition)
-            chosen.append(delivery_id)
+        chosen = choose(
+            self.store.undispatched(limit=free * 8),
+            in_flight,
+            room,
+            bursting=self._bursting(),
+            now=self.clock(),
+            yield_at_most=YIELD_AT_MOST,
+        )
+        for delivery in chosen:
+            self.start(delivery.id, delivery.partition)
         if chosen:
-            self.store.mark_dispatched(chosen)
+            self.store.mark_dispatched([delivery.id for delivery in chosen])
         return len(chosen)
 
     def reap(self, older_than: float = REAP_AFTER) -> int:
