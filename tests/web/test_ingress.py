@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
@@ -408,13 +409,21 @@ async def test_each_delivery_a_hung_store_holds_is_answered_in_time(
 
     monkeypatch.setattr(store, "insert_deliveries", hang)
     monkeypatch.setattr("app.engine.inbox.PUT_TIMEOUT", 0.3)
+
+    async def timed(harness: Harness, delivery: str) -> tuple[int, float]:
+        sent = time.monotonic()
+        response = await harness.post(LABELED, delivery=delivery)
+        return response.status_code, time.monotonic() - sent
+
     async for harness in _harness(store, [SECRET], front):
-        first = asyncio.create_task(harness.post(LABELED, delivery="slow-1"))
+        first = asyncio.create_task(timed(harness, "slow-1"))
         await asyncio.sleep(0.15)  # the second one's time runs out after the first one's
-        second = await harness.post(LABELED, delivery="slow-2")
-        responses = [await first, second]
+        second = await timed(harness, "slow-2")
+        answers = [await first, second]
         release.set()
-        assert [r.status_code for r in responses] == [503, 503]
+        assert [status for status, _ in answers] == [503, 503]
+        # each at its own deadline: not before it, and not at the store's 5 s
+        assert all(0.3 <= waited < 2.5 for _, waited in answers), answers
 
 
 async def test_one_bad_row_does_not_fail_the_rest_of_its_batch(store: Store, front: str) -> None:
@@ -502,6 +511,50 @@ async def test_pipelined_requests_are_answered_in_order(store: Store) -> None:
         assert statuses == [b"202", b"200", b"202", b"200"]
         assert b'"delivery":"pipe-1","status":"duplicate"' in seen
         assert sorted(row.id for row in store.list_deliveries()) == ["pipe-1", "pipe-2"]
+
+
+def _slow_inserts(store: Store, monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
+    insert = store.insert_deliveries
+
+    def slow(batch: Sequence[NewDelivery]) -> set[str]:
+        time.sleep(seconds)
+        return insert(batch)
+
+    monkeypatch.setattr(store, "insert_deliveries", slow)
+
+
+async def test_a_client_that_stops_sending_still_gets_its_answer(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _slow_inserts(store, monkeypatch, 0.3)
+    async for harness in _harness(store, [SECRET], "http"):
+        assert harness.address is not None
+        reader, writer = await asyncio.open_connection(*harness.address)
+        writer.write(_request(LABELED, "half-closed"))
+        await writer.drain()
+        writer.write_eof()  # a half-close while the delivery is being stored
+        answer = await asyncio.wait_for(reader.read(), 5)  # read() returns at the close
+        writer.close()
+        assert answer.startswith(b"HTTP/1.1 202 ")
+        assert b"connection: close" in answer
+        assert [row.id for row in store.list_deliveries()] == ["half-closed"]
+
+
+async def test_what_a_client_sends_while_its_delivery_is_stored_waits_for_the_answer(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _slow_inserts(store, monkeypatch, 0.3)
+    async for harness in _harness(store, [SECRET], "http"):
+        assert harness.address is not None
+        reader, writer = await asyncio.open_connection(*harness.address)
+        writer.write(_request(LABELED, "first"))
+        await writer.drain()
+        await asyncio.sleep(0.1)  # the first is being stored
+        writer.write(b"not http at all\r\n\r\n")
+        await writer.drain()
+        answers = await asyncio.wait_for(reader.read(), 5)  # the bad request closes it
+        writer.close()
+        assert re.findall(rb"HTTP/1\.1 (\d{3}) ", answers) == [b"202", b"400"]
 
 
 async def test_an_http_1_0_client_gets_its_answer_and_the_connection_closes(store: Store) -> None:
