@@ -164,7 +164,10 @@ class Journal:
         except OSError:
             # (disk full, say) nobody gets a 2xx for this group; what it wrote goes, so
             # later records do not follow a torn one
-            os.ftruncate(self._fd, before)
+            try:
+                os.ftruncate(self._fd, before)
+            finally:  # where the next group lands, even if the file could not be cut
+                self._size = os.fstat(self._fd).st_size
             raise
         self._size = at
         return starts

@@ -289,13 +289,13 @@ class Inbox:
             log.exception("could not journal %d delivery(ies)", len(batch))
             _settle(batch, [exc] * len(batch))
             return 0
-        _settle(batch, outcomes)
         now = self.monotonic()
         if self._paused(now):
             self._burst_began = now
         self._last_journaled = now
         # the bodies stay in the file (the page cache): memory does not grow with a burst
         self._remember([_held(p.item, b"") for p in fresh], starts)
+        _settle(batch, outcomes)  # after the books: a waiter told "stored" finds it counted
         return len(fresh)
 
     def _move(self, limit: int) -> bool:
