@@ -34,6 +34,10 @@ class Room:
     total: int
     per_partition: int
 
+    def free(self, in_flight: Mapping[str, int]) -> int:
+        """How many more may start, with `in_flight` (by partition) started and unfinished."""
+        return self.total - sum(in_flight.values())
+
 
 def choose(
     waiting: Sequence[Waiting],
@@ -46,7 +50,7 @@ def choose(
 ) -> list[Waiting]:
     """The deliveries to start now, oldest first. `in_flight` counts the started and
     unfinished ones by partition."""
-    free = room.total - sum(in_flight.values())
+    free = room.free(in_flight)
     if free <= 0 or not waiting:
         return []
     if bursting and now - waiting[0].received_at < yield_at_most:

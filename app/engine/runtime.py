@@ -431,8 +431,8 @@ class Runtime:
             workers = self.store.live_workers(self.settings.dead_worker_seconds)
             slots = self.settings.worker_concurrency * max(1, workers)
             room = Room(slots * IN_FLIGHT_PER_WORKER_SLOT, IN_FLIGHT_PER_PARTITION)
-        free = room.total - sum(in_flight.values())
-        if free <= 0:
+        free = room.free(in_flight)
+        if free <= 0:  # no room: not even a query for what waits
             return 0
         chosen = choose(
             self.store.undispatched(limit=free * 8),

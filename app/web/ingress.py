@@ -135,7 +135,7 @@ class WebhookChecks:
         self, headers: Mapping[bytes, bytes], body: bytes, received_at: float | None = None
     ) -> Answer | NewDelivery:
         """After `head` passed: a refusal, the answer to a ping, or the delivery to store
-        (received at `received_at`, or when it is stored)."""
+        (received at `received_at`; both front ends pass the inbox's clock)."""
         signature = headers[b"x-hub-signature-256"].decode("latin-1")
         if not signature_matches(body, signature, self.secrets):
             return refuse(401, "signature does not match")
@@ -215,7 +215,7 @@ class WebhookEndpoint:
         body = await self._read_body(receive)
         if isinstance(body, Answer):
             return body
-        outcome = self.checks.body(headers, body)
+        outcome = self.checks.body(headers, body, received_at=self.inbox.clock())
         if isinstance(outcome, Answer):
             return outcome
         try:
