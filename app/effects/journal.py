@@ -201,6 +201,11 @@ class Journal:
     def size(self) -> int:
         return self._size
 
+    def room(self) -> int:
+        """Bytes free on the journal's disk, for this process (not the root's reserve)."""
+        disk = os.statvfs(self.path.parent)
+        return disk.f_bavail * disk.f_frsize
+
     def clear(self) -> None:
         """Everything in it is in the database now."""
         os.ftruncate(self._fd, 0)

@@ -13,8 +13,9 @@ Where the group is committed:
   filter of the stored ids spares a query for a new id). The inbox thread moves journaled
   deliveries into the table when no delivery has come for `IDLE_AFTER` seconds; under a
   burst that goes on, it also moves `LAG_BATCH` (or as many as were just journaled)
-  after each group commit once the oldest has waited `LAG_LIMIT` seconds or the file has
-  passed `JOURNAL_MAX_BYTES`, until the journal is empty again. The bodies stay in the
+  after each group commit once the oldest has waited `LAG_LIMIT` seconds or the disk has
+  less than `ROOM_PER_JOURNAL_BYTE` times the journal's size free (the table needs about
+  as much room again to take them), until the journal is empty again. The bodies stay in the
   file (and the page cache) until they are moved: memory does not grow with a burst.
   So a burst costs the ingress one sequential write per group, the table inserts (as
   much CPU again) come after it, and under a load that never stops the workers (which
@@ -49,7 +50,7 @@ IDLE_AFTER = 0.05  # seconds without a delivery before journaled ones are moved
 MOVE_BATCH = 256  # deliveries moved per transaction when idle
 LAG_LIMIT = 30.0  # seconds: under a burst that goes on, older deliveries are moved anyway,
 LAG_BATCH = 64  # this many (or as many as were just journaled) after each group commit
-JOURNAL_MAX_BYTES = 1024 * 1024 * 1024  # past this, moved as for LAG_LIMIT
+ROOM_PER_JOURNAL_BYTE = 4  # the disk has less free than this times the journal: moved too
 RETRY_MOVE_AFTER = 1.0  # the database refused a move: the deliveries wait in the journal
 STOP_MOVING_AFTER = 5.0  # on stop, how long to keep moving (the rest moves at next start)
 SEEN_CAPACITY = 1_000_000  # ids the duplicate filter holds at 1% false positives, at least
@@ -203,9 +204,7 @@ class Inbox:
                 batch.append(more)
             if self.journal is not None:
                 journaled = self._journal(self.journal, batch)
-                if self._unmoved and (
-                    self.waiting() > LAG_LIMIT or self.journal.size() > JOURNAL_MAX_BYTES
-                ):
+                if self._unmoved and (self.waiting() > LAG_LIMIT or self._cramped(self.journal)):
                     # a burst that goes on must not starve the workers, nor fill the disk:
                     # from now on at least as many are moved as were journaled, until the
                     # journal is empty again
@@ -215,6 +214,13 @@ class Inbox:
             if stopping:
                 self._finish()
                 return
+
+    def _cramped(self, journal: Journal) -> bool:
+        """The journal is taking the room the table will need to take its deliveries in."""
+        try:
+            return journal.room() < ROOM_PER_JOURNAL_BYTE * journal.size()
+        except OSError:
+            return True  # the disk cannot even say: move while moving still works
 
     def _recover(self, journal: Journal) -> None:
         """Deliveries acknowledged before a crash or a stop: moved before anything new; and

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -62,6 +63,11 @@ def test_clear_empties_it(journal: Journal) -> None:
     assert journal.read() == []
     journal.append([encode(delivery(2))])
     assert journal.read() == [delivery(2)]
+
+
+def test_it_knows_the_room_left_on_its_disk(journal: Journal) -> None:
+    free = shutil.disk_usage(journal.path.parent).free
+    assert abs(journal.room() - free) < 64 * 1024 * 1024  # (other writers meanwhile)
 
 
 def test_one_process_at_a_time(journal: Journal) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -17,7 +16,7 @@ from app.effects.journal import Journal, encode, frame
 from app.effects.store import NewDelivery, Store
 from app.engine import inbox as inbox_module
 from app.engine.inbox import Inbox
-from tests.helpers import new_delivery
+from tests.helpers import eventually, new_delivery
 
 
 def delivery(n: int) -> NewDelivery:
@@ -64,13 +63,6 @@ class Told:
 
 def stored_ids(store: Store) -> set[str]:
     return {row.id for row in store.list_deliveries(limit=10_000)}
-
-
-async def eventually(check: object, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.02)
 
 
 async def test_acknowledged_from_the_journal_then_moved_when_idle(
@@ -271,17 +263,26 @@ def test_the_store_answers_which_ids_it_has(store: Store) -> None:
     assert store.known_deliveries([*many, "j-1", "j-1"]) == {"j-1"}
 
 
-async def test_a_journal_past_its_size_is_moved_and_emptied(
-    sqlite_store: Store, journal_file: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("room", [4000, None], ids=["disk nearly full", "disk unreadable"])
+async def test_a_journal_that_crowds_the_disk_is_moved_and_emptied(
+    sqlite_store: Store, journal_file: Path, monkeypatch: pytest.MonkeyPatch, room: int | None
 ) -> None:
     monkeypatch.setattr(inbox_module, "IDLE_AFTER", 60.0)  # never idle
-    monkeypatch.setattr(inbox_module, "JOURNAL_MAX_BYTES", 1000)
-    inbox = Inbox(sqlite_store, journal=Journal(journal_file))
+    journal = Journal(journal_file)
+
+    def free() -> int:
+        if room is None:
+            raise OSError(5, "Input/output error")
+        return room
+
+    monkeypatch.setattr(journal, "room", free)
+    inbox = Inbox(sqlite_store, journal=journal)
     inbox.start()
     try:
         for n in range(12):  # about 150 bytes each
             assert await inbox.put(delivery(n)) is True
-            assert journal_file.stat().st_size <= 1000 + 200
+            # moved once the journal takes more than a quarter of the room
+            assert journal_file.stat().st_size <= (room or 0) // 4 + 200
         assert inbox.unmoved < 12
         # (read once the last move is over: the thread may be moving right now)
         await eventually(lambda: len(stored_ids(sqlite_store)) + inbox.unmoved == 12)

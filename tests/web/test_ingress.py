@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 import httpx
@@ -20,7 +20,7 @@ from app.metrics import Metrics
 from app.web.app import FastPath, create_app
 from app.web.ingress import signature_matches
 from tests.conftest import SECRET
-from tests.helpers import PAYLOADS, body_of, labeled_issue, payload, signed_headers
+from tests.helpers import PAYLOADS, body_of, eventually, labeled_issue, payload, signed_headers
 
 URL = "/webhooks"
 FRONTS = ["asgi", "http"]  # an ASGI client, and a socket to `serve`'s own HTTP protocol
@@ -568,10 +568,3 @@ async def test_a_client_gone_in_the_middle_of_a_body_gives_its_bytes_back(
     writer.close()  # and gone
     await eventually(lambda: checks.buffered == 0)
     assert (await on_a_socket.post(LABELED)).status_code == 202
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
-        assert asyncio.get_running_loop().time() < deadline, "timed out"
-        await asyncio.sleep(0.01)
