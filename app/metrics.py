@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -285,6 +285,16 @@ class Metrics:
             ["event"],
             registry=self.registry,
         )
+        self.inbox_journaled = Gauge(
+            "nightshift_inbox_journaled",
+            "Deliveries acknowledged and waiting in the inbox journal (SQLite) to be moved "
+            "into the table, where nightshift_queue_depth counts them.",
+            registry=self.registry,
+        )
         self.registry.register(RATE_LIMITS)
         if store is not None:
             self.registry.register(_StoreCollector(store))
+
+    def watch_inbox(self, journaled: Callable[[], int]) -> None:
+        """Read the inbox's count of journaled deliveries at each scrape."""
+        self.inbox_journaled.set_function(journaled)

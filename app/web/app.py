@@ -54,6 +54,7 @@ def create_app(
     """The server `nightshift serve` runs; given `settings` and `store` it also serves `/`:
     the setup flow while no App credentials are configured, the dashboard once they are."""
     webhook = WebhookEndpoint(secrets, inbox, router, metrics)
+    metrics.watch_inbox(lambda: inbox.unmoved)
 
     async def healthz(request: Request) -> Response:
         if not inbox.alive:  # nothing could be stored: let the orchestrator restart us

@@ -7,6 +7,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import httpx
 import pytest
@@ -14,7 +15,9 @@ import uvicorn
 from githubkit.webhooks import sign
 
 from app.core.rules import ROUTER
+from app.effects.journal import Journal
 from app.effects.store import NewDelivery, Store
+from app.engine import inbox as inbox_module
 from app.engine.inbox import Inbox
 from app.metrics import Metrics
 from app.web.app import FastPath, create_app
@@ -422,6 +425,32 @@ async def test_one_bad_row_does_not_fail_the_rest_of_its_batch(store: Store, fro
         )
         by_id = {r.json().get("delivery", "poison"): r.status_code for r in responses}
         assert by_id == {"good-1": 202, "poison": 503, "good-2": 202}
+
+
+async def test_metrics_count_the_deliveries_waiting_in_the_journal(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(inbox_module, "IDLE_AFTER", 60.0)  # a burst that has not paused yet
+    inbox = Inbox(store, journal=Journal(tmp_path / "nightshift.db-inbox"))
+    app = create_app(secrets=[SECRET.encode()], inbox=inbox, router=ROUTER, metrics=Metrics(store))
+    inbox.start()
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://nightshift.test"
+        ) as client:
+            for n in range(2):
+                response = await client.post(
+                    "/webhooks",
+                    content=LABELED,
+                    headers=signed_headers(LABELED, SECRET, "issues", f"j-{n}"),
+                )
+                assert response.status_code == 202
+            text = (await client.get("/metrics")).text
+    finally:
+        inbox.stop()
+    assert "nightshift_inbox_journaled 2.0" in text
+    assert "nightshift_queue_depth 0.0" in text  # not in the table yet
+    assert {row.id for row in store.list_deliveries()} == {"j-0", "j-1"}  # moved at the stop
 
 
 async def test_healthz_fails_when_the_inbox_is_not_running(store: Store) -> None:
