@@ -348,8 +348,7 @@ class Inbox:
             except OSError:
                 log.exception("could not empty the inbox journal; its deliveries are stored")
         fresh = [row for row in rows if row.id in inserted]
-        if fresh and self.on_stored is not None:
-            self.on_stored(fresh)
+        self._tell(fresh)
         return True
 
     def _commit(self, batch: list[_Pending]) -> None:
@@ -371,8 +370,16 @@ class Inbox:
                 fresh.append(pending.item)
             outcomes.append(new)
         _settle(batch, outcomes)
+        self._tell(fresh)
+
+    def _tell(self, fresh: Sequence[NewDelivery]) -> None:
+        """`on_stored`, which must not stop the inbox thread: what it was told is in the
+        table, and the pump finds it there anyway."""
         if fresh and self.on_stored is not None:
-            self.on_stored(fresh)
+            try:
+                self.on_stored(fresh)
+            except Exception:
+                log.exception("on_stored failed for %d stored delivery(ies)", len(fresh))
 
     def _insert_apart(
         self, rows: Sequence[NewDelivery]

@@ -299,3 +299,23 @@ async def test_a_journal_that_crowds_the_disk_is_moved_under_load(
             assert inbox.unmoved == 12 and stored_ids(sqlite_store) == set()
     finally:
         inbox.stop()
+
+
+@pytest.mark.parametrize("journaled", [True, False], ids=["journal", "table"])
+async def test_a_listener_that_fails_does_not_stop_the_inbox(
+    sqlite_store: Store, journal_file: Path, journaled: bool
+) -> None:
+    def told(items: Sequence[NewDelivery]) -> None:
+        raise RuntimeError("the pump is gone")
+
+    journal = Journal(journal_file) if journaled else None
+    inbox = Inbox(sqlite_store, on_stored=told, journal=journal)
+    inbox.start()
+    try:
+        assert await inbox.put(delivery(1)) is True
+        await eventually(lambda: stored_ids(sqlite_store) == {"j-1"})
+        assert await inbox.put(delivery(2)) is True  # still taking deliveries
+        await eventually(lambda: stored_ids(sqlite_store) == {"j-1", "j-2"})
+        assert inbox.alive
+    finally:
+        inbox.stop()
