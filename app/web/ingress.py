@@ -132,10 +132,10 @@ class WebhookChecks:
         self.buffered -= size
 
     def body(
-        self, headers: Mapping[bytes, bytes], body: bytes, received_at: float | None = None
+        self, headers: Mapping[bytes, bytes], body: bytes, *, received_at: float
     ) -> Answer | NewDelivery:
-        """After `head` passed: a refusal, the answer to a ping, or the delivery to store
-        (received at `received_at`; both front ends pass the inbox's clock)."""
+        """After `head` passed: a refusal, the answer to a ping, or the delivery to store,
+        received at `received_at` (the inbox's clock)."""
         signature = headers[b"x-hub-signature-256"].decode("latin-1")
         if not signature_matches(body, signature, self.secrets):
             return refuse(401, "signature does not match")

@@ -523,48 +523,50 @@ async def test_pipelined_requests_are_answered_in_order(store: Store) -> None:
         assert sorted(row.id for row in store.list_deliveries()) == ["pipe-1", "pipe-2"]
 
 
-def _slow_inserts(store: Store, monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
+@asynccontextmanager
+async def _storing_slowly(
+    store: Store, monkeypatch: pytest.MonkeyPatch, delivery: str
+) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+    """A connection to `serve`'s protocol whose first webhook (`delivery`) takes 0.3 s to
+    store: sent, and being stored, when this yields."""
     insert = store.insert_deliveries
 
     def slow(batch: Sequence[NewDelivery]) -> set[str]:
-        time.sleep(seconds)
+        time.sleep(0.3)
         return insert(batch)
 
     monkeypatch.setattr(store, "insert_deliveries", slow)
+    async for harness in _harness(store, [SECRET], "http"):
+        assert harness.address is not None
+        reader, writer = await asyncio.open_connection(*harness.address)
+        writer.write(_request(LABELED, delivery))
+        await writer.drain()
+        try:
+            yield reader, writer
+        finally:
+            writer.close()
 
 
 async def test_a_client_that_stops_sending_still_gets_its_answer(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _slow_inserts(store, monkeypatch, 0.3)
-    async for harness in _harness(store, [SECRET], "http"):
-        assert harness.address is not None
-        reader, writer = await asyncio.open_connection(*harness.address)
-        writer.write(_request(LABELED, "half-closed"))
-        await writer.drain()
+    async with _storing_slowly(store, monkeypatch, "half-closed") as (reader, writer):
         writer.write_eof()  # a half-close while the delivery is being stored
         answer = await asyncio.wait_for(reader.read(), 5)  # read() returns at the close
-        writer.close()
-        assert answer.startswith(b"HTTP/1.1 202 ")
-        assert b"connection: close" in answer
-        assert [row.id for row in store.list_deliveries()] == ["half-closed"]
+    assert answer.startswith(b"HTTP/1.1 202 ")
+    assert b"connection: close" in answer
+    assert [row.id for row in store.list_deliveries()] == ["half-closed"]
 
 
 async def test_what_a_client_sends_while_its_delivery_is_stored_waits_for_the_answer(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _slow_inserts(store, monkeypatch, 0.3)
-    async for harness in _harness(store, [SECRET], "http"):
-        assert harness.address is not None
-        reader, writer = await asyncio.open_connection(*harness.address)
-        writer.write(_request(LABELED, "first"))
-        await writer.drain()
+    async with _storing_slowly(store, monkeypatch, "first") as (reader, writer):
         await asyncio.sleep(0.1)  # the first is being stored
         writer.write(b"not http at all\r\n\r\n")
         await writer.drain()
         answers = await asyncio.wait_for(reader.read(), 5)  # the bad request closes it
-        writer.close()
-        assert re.findall(rb"HTTP/1\.1 (\d{3}) ", answers) == [b"202", b"400"]
+    assert re.findall(rb"HTTP/1\.1 (\d{3}) ", answers) == [b"202", b"400"]
 
 
 async def test_an_http_1_0_client_gets_its_answer_and_the_connection_closes(store: Store) -> None:
